@@ -1,0 +1,7 @@
+"""Reference models, the Normalize layer, and loading (shipped names or a user's files)."""
+from robustlab.models.architectures import BUILDERS, digits_mlp, mnist_cnn
+from robustlab.models.layers import Normalize
+from robustlab.models.loading import card, fingerprint, load, load_from_file, names, save
+
+__all__ = ["Normalize", "load", "load_from_file", "save", "names", "card", "fingerprint",
+           "mnist_cnn", "digits_mlp", "BUILDERS"]

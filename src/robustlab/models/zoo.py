@@ -1,0 +1,37 @@
+"""The shipped model zoo: weights as safetensors inside the package, each with a model card
+(JSON next to the weights: how it was trained, from which seed, what it measured)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    architecture: str  # key of robustlab.models.architectures.BUILDERS
+    dataset: str
+    description: str
+
+
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in [
+        ZooEntry("mnist-cnn", "mnist_cnn", "mnist", "standard training (no defense)"),
+        ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
+    ]
+}
+
+
+def weights_path(name: str):
+    return files("robustlab.models") / "weights" / f"{name}.safetensors"
+
+
+def card(name: str) -> dict[str, Any]:
+    """The model card of a shipped model (training config, seed, measured accuracy)."""
+    p = files("robustlab.models") / "weights" / f"{name}.json"
+    if not p.is_file():
+        return {}
+    return json.loads(p.read_text())
