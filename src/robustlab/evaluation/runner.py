@@ -23,15 +23,14 @@ from torch import Tensor, nn
 from robustlab.attacks.base import Attack, ModelGuard
 from robustlab.attacks.gradient import PGD
 from robustlab.evaluation.store import Store
+from robustlab.models.access import n_classes_of, predict
 from robustlab.results import AttackSummary, EvalReport
 from robustlab.threats import DIST_TOL, LpBall
 from robustlab.validation import (
     check_inputs,
     check_labels_in_range,
-    check_logits,
     check_model,
     check_positive_int,
-    probe_model,
 )
 
 CODE_VERSION = "0.1.0"
@@ -135,7 +134,7 @@ def evaluate(
     n = x.shape[0]
 
     with ModelGuard(model):
-        n_classes = probe_model(model, x[:1])
+        n_classes = n_classes_of(model, x[:1])
         check_labels_in_range(y, n_classes)
 
         config = {
@@ -235,11 +234,8 @@ def _run_batch(model: nn.Module, x: Tensor, y: Tensor, threat: LpBall, attacks: 
     """Clean pass, then each attack on the still-robust points. Returns per-sample outcomes,
     the forward passes spent outside the attacks, and per-attack costs."""
     nb = x.shape[0]
-    with torch.no_grad():
-        logits = model(x)
-    check_logits(logits, nb)
+    clean_correct = predict(model, x) == y
     extra_fwd = nb
-    clean_correct = logits.argmax(1) == y
     active = clean_correct.clone()
     broken_by = torch.where(clean_correct, -1, -2).to(torch.int64)
     distance = torch.where(clean_correct, float("nan"), 0.0).to(x.dtype)
@@ -259,8 +255,7 @@ def _run_batch(model: nn.Module, x: Tensor, y: Tensor, threat: LpBall, attacks: 
         if float(moved) > DIST_TOL:
             warnings.warn(f"{attack_name(attack)} returned points outside {threat}; they were projected back",
                           stacklevel=3)
-        with torch.no_grad():
-            pred = model(x_adv).argmax(1)
+        pred = predict(model, x_adv)
         extra_fwd += idx.numel()
         succ = pred != ys
         claimed = res.success.to(succ.device)
