@@ -13,6 +13,10 @@ from torch import Tensor
 from robustlab.validation import probe_model
 
 
+class QueryBudgetExceeded(RuntimeError):
+    """A wrapper refused a query because its query budget would be exceeded; nothing was sent."""
+
+
 def predict(model: object, x: Tensor) -> Tensor:
     """(N,) int64 predicted labels of ``model`` on (N, ...) inputs, without gradient.
 

@@ -1,0 +1,116 @@
+"""Plumbing shared by the black-box attacks (score-based and decision-based).
+
+A black-box attack never asks for gradients. It reaches the target through a ``Queries``
+object that counts, per sample, every input the target really received, and that stops
+cleanly when the target's own query budget (an HTTP endpoint's, say) runs out.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from robustlab.models.access import QueryBudgetExceeded
+from robustlab.threats import LpBall
+from robustlab.validation import check_inputs, check_logits, check_model
+
+
+def check_threat(threat: object) -> None:
+    if not isinstance(threat, LpBall):
+        raise TypeError(f"threat: expected an LpBall, got {type(threat).__name__}")
+
+
+def check_blackbox_inputs(model: object, x: Tensor, y: Tensor, target: Tensor | None) -> None:
+    """Validate an attack's arguments without querying the model (a probe would cost a query)."""
+    check_model(model)
+    check_inputs(x, y)
+    if target is not None:
+        check_inputs(x, target, name_y="target")
+
+
+def has_scores(model: object) -> bool:
+    """False for label-only access (``LabelOnly``, ``HTTPModel(access="label")``, ...)."""
+    return getattr(model, "access", "score") != "label"
+
+
+def require_scores(model: object, attack: str) -> None:
+    if not has_scores(model):
+        raise TypeError(
+            f"model: {attack} needs class scores, but this model gives labels only "
+            "(label-only access); use a decision-based attack such as HopSkipJump or Boundary"
+        )
+
+
+class Queries:
+    """Routes black-box queries to the model and counts them per sample.
+
+    ``per_sample[i]`` is the number of inputs sent on behalf of sample ``i``; ``total`` their
+    sum, which is what the target received. ``exhausted`` is set when the target refused a
+    query because its own budget ran out; the attack then stops and returns what it has.
+    """
+
+    def __init__(self, model: object, n: int, device: torch.device) -> None:
+        self.model = model
+        self.per_sample = torch.zeros(n, dtype=torch.int64, device=device)
+        self.total = 0
+        self.n_classes: int | None = None
+        self.exhausted = False
+
+    def _record(self, idx: Tensor, m: int) -> None:
+        self.per_sample.index_add_(0, idx, torch.ones(m, dtype=torch.int64, device=idx.device))
+        self.total += m
+
+    def scores(self, x: Tensor, idx: Tensor) -> Tensor:
+        """(M, K) scores of the model on ``x`` (M, ...), sent on behalf of samples ``idx`` (M,)."""
+        with torch.no_grad():
+            out = self.model(x)
+        if not isinstance(out, Tensor):
+            out = torch.as_tensor(out)
+        self._record(idx, x.shape[0])
+        k = check_logits(out, x.shape[0])
+        if self.n_classes is None:
+            self.n_classes = k
+        elif k != self.n_classes:
+            raise ValueError(f"model: returned {k} classes, earlier {self.n_classes}")
+        if not out.is_floating_point():
+            out = out.float()
+        return out.to(x.device)
+
+    def labels(self, x: Tensor, idx: Tensor) -> Tensor:
+        """(M,) int64 labels of the model on ``x``: ``predict_labels`` where the model has it
+        (label-only access), else the arg-max of its scores."""
+        fn = getattr(self.model, "predict_labels", None)
+        if callable(fn):
+            with torch.no_grad():
+                out = fn(x)
+            if not isinstance(out, Tensor):
+                out = torch.as_tensor(out)
+            if out.shape != (x.shape[0],):
+                raise ValueError(
+                    f"model: expected predict_labels to return shape ({x.shape[0]},), got {tuple(out.shape)}"
+                )
+            self._record(idx, x.shape[0])
+            return out.to(device=x.device, dtype=torch.int64)
+        return self.scores(x, idx).argmax(dim=1)
+
+
+def budget_stop(attack: str, e: QueryBudgetExceeded, queries: Queries) -> None:
+    queries.exhausted = True
+    warnings.warn(f"{attack}: the target's query budget ran out ({e}); returning the best points so far",
+                  stacklevel=3)
+
+
+def check_labels(y: Tensor, target: Tensor | None, n_classes: int | None) -> None:
+    """Labels and targets in range, once the number of classes is known (from the first query)."""
+    if n_classes is None:
+        return
+    from robustlab.validation import check_labels_in_range
+
+    check_labels_in_range(y, n_classes)
+    if target is not None:
+        check_labels_in_range(target, n_classes, "target")
+
+
+__all__ = ["Queries", "QueryBudgetExceeded", "check_blackbox_inputs", "check_threat", "require_scores",
+           "has_scores", "budget_stop", "check_labels"]

@@ -1,0 +1,283 @@
+"""The Square attack (Andriushchenko et al. 2020): score-based random search, Linf and L2.
+
+No gradients: each iteration changes the current perturbation on one random square window
+(Linf: the window is set to +-eps per channel; L2: perturbation mass is moved from a second
+window into the first one) and keeps the change if the loss on the model's scores improves.
+The window side shrinks on a fixed schedule of the query budget.
+
+Cost, counted per sample: one query on the clean input, one on the initial perturbation,
+then one per iteration while the point is unbroken; never more than ``max_queries``.
+Works on an nn.Module (run without autograd) or any callable mapping inputs to scores
+(``ScoreOnly``, ``HTTPModel(access="score")``, ``SklearnModel``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from robustlab.attacks._blackbox import (
+    Queries,
+    QueryBudgetExceeded,
+    budget_stop,
+    check_blackbox_inputs,
+    check_labels,
+    check_threat,
+    require_scores,
+)
+from robustlab.attacks.base import ModelGuard, is_success, make_generator
+from robustlab.results import AttackResult
+from robustlab.threats import LpBall
+from robustlab.validation import check_positive_int
+
+# Iterations (out of 10,000) at which the window area fraction p halves (the paper's schedule,
+# rescaled to the budget).
+_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+
+
+def square_fraction(p_init: float, it: int, n_iters: int) -> float:
+    """The fraction of the image area a window covers at iteration ``it`` of ``n_iters``."""
+    t = int(it / max(n_iters, 1) * 10000)
+    return p_init / 2 ** sum(t > h for h in _HALVINGS)
+
+
+def score_loss(name: str, scores: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+    """Per-sample loss the attack minimises; below 0 (margin) means success.
+
+    margin, untargeted: score of y minus the best other score; targeted: best non-target score
+    minus the target's score. ce: cross-entropy of the scores taken as logits (targeted: to the
+    target; untargeted: its negative).
+    """
+    if name == "margin":
+        lab = y if target is None else target
+        own = scores.gather(1, lab[:, None]).squeeze(1)
+        other = scores.scatter(1, lab[:, None], float("-inf")).amax(dim=1)
+        return own - other if target is None else other - own
+    if target is None:
+        return -F.cross_entropy(scores, y, reduction="none")
+    return F.cross_entropy(scores, target, reduction="none")
+
+
+def _window_index(n: int, s: int, h: int, w: int, gen: torch.Generator, device) -> tuple[Tensor, Tensor, Tensor]:
+    """Index tensors (n, s, s) for batch, row and column of one random s x s window per sample."""
+    r = torch.randint(0, h - s + 1, (n,), generator=gen, device=device)
+    c = torch.randint(0, w - s + 1, (n,), generator=gen, device=device)
+    ar = torch.arange(s, device=device)
+    bi = torch.arange(n, device=device)[:, None, None].expand(n, s, s)
+    ri = (r[:, None] + ar)[:, :, None].expand(n, s, s)
+    ci = (c[:, None] + ar)[:, None, :].expand(n, s, s)
+    return bi, ri, ci
+
+
+def _bump(s: int, dtype, device) -> Tensor:
+    """An s x s pseudo-Gaussian bump: nested centred squares, the k-th from the centre weighted
+    1 / (k + 1)^2, so the mass peaks in the middle and fades towards the border."""
+    centre = (s - 1) / 2
+    ar = torch.arange(s, device=device, dtype=dtype)
+    d = torch.maximum((ar[:, None] - centre).abs(), (ar[None, :] - centre).abs())
+    ring = torch.ceil(d - 1e-6)
+    out = torch.zeros(s, s, dtype=dtype, device=device)
+    for k in range(int(math.ceil(s / 2)) + 1):
+        out += (ring <= k).to(dtype) / (k + 1) ** 2
+    return out
+
+
+def _meta(n: int, s: int, gen: torch.Generator, dtype, device) -> Tensor:
+    """(n, s, s) unit-norm window perturbations: a bump, or with probability 1/2 two half-bumps
+    of opposite sign side by side (randomly transposed)."""
+    full = _bump(s, dtype, device)
+    half = full.clone()
+    half[s // 2:] *= -1
+    full, half = full / full.norm(), half / half.norm()
+    pick = torch.rand(n, generator=gen, device=device) < 0.5
+    flip = torch.rand(n, generator=gen, device=device) < 0.5
+    m = torch.where(pick[:, None, None], half, full).clone()
+    m[flip] = m[flip].transpose(1, 2)
+    return m
+
+
+@dataclass(frozen=True)
+class Square:
+    """Score-based Square attack, Linf or L2, untargeted or targeted.
+
+    Args:
+        threat: the LpBall ("linf" or "l2"; eps in [0, 1] pixel units).
+        max_queries: per-sample query budget, every query counted (clean input included).
+        p_init: initial fraction of the image area a square window covers (0.8 in the paper
+            for Linf; 0.1 is the usual choice for L2 on small images).
+        seed: seed of the random windows and signs; the same seed gives the same x_adv.
+        loss: "margin" (on the scores; recommended, and the one untargeted success follows)
+            or "ce" (scores taken as logits).
+
+    Returns points inside the ball and the [0, 1] box; ``success`` and the kept point are the
+    model's verdict at exactly the returned point; ``queries`` holds the per-sample count.
+    """
+
+    threat: LpBall
+    max_queries: int = 5000
+    p_init: float = 0.8
+    seed: int | None = 0
+    loss: str = "margin"
+
+    def __post_init__(self) -> None:
+        check_threat(self.threat)
+        if self.threat.norm not in ("linf", "l2"):
+            raise ValueError(f"threat: Square supports linf and l2, got {self.threat.norm!r}")
+        check_positive_int(self.max_queries, "max_queries")
+        if isinstance(self.p_init, bool) or not isinstance(self.p_init, (int, float)) or not 0 < self.p_init <= 1:
+            raise ValueError(f"p_init: expected a fraction in (0, 1], got {self.p_init!r}")
+        if self.loss not in ("margin", "ce"):
+            raise ValueError(f"loss: expected 'margin' or 'ce', got {self.loss!r}")
+
+    @property
+    def name(self) -> str:
+        return f"Square-{self.max_queries}"
+
+    def __call__(self, model: object, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> AttackResult:
+        """Attack a batch.
+
+        Args:
+            model: an nn.Module or a callable mapping (N, C, H, W) inputs in [0, 1] to (N, K)
+                scores (logits or probabilities); never differentiated.
+            x: (N, C, H, W) clean inputs in [0, 1].
+            y: (N,) int64 true labels.
+            target: (N,) int64 target classes for a targeted attack, or None.
+        """
+        check_blackbox_inputs(model, x, y, target)
+        require_scores(model, "Square")
+        if x.dim() != 4:
+            raise ValueError(f"x: Square expects images (N, C, H, W), got shape {tuple(x.shape)}")
+        y = y.to(torch.int64)
+        target = None if target is None else target.to(torch.int64)
+        gen = make_generator(self.seed, x.device)
+        with ModelGuard(model):
+            q = Queries(model, x.shape[0], x.device)
+            x_best, success = self._run(q, x, y, target, gen)
+        x_best = x_best.detach()
+        return AttackResult(
+            x_adv=x_best, success=success, distance=self.threat.distance(x_best, x),
+            forward_calls=q.total, backward_calls=0, queries=q.per_sample.clone(),
+        )
+
+    # -- the search -------------------------------------------------------------------------
+    def _run(self, q: Queries, x: Tensor, y: Tensor, target: Tensor | None, gen: torch.Generator):
+        threat = self.threat
+        n, ch, h, w = x.shape
+        eps = threat.eps
+        linf = threat.norm == "linf"
+        dev = x.device
+        x_best = x.clone()
+        everyone = torch.arange(n, device=dev)
+
+        def tgt(idx: Tensor) -> Tensor | None:
+            return None if target is None else target[idx]
+
+        try:
+            scores = q.scores(x, everyone)
+        except QueryBudgetExceeded as e:
+            budget_stop(self.name, e, q)
+            return x_best, torch.zeros(n, dtype=torch.bool, device=dev)
+        check_labels(y, target, q.n_classes)
+        success = is_success(scores, y, target)
+        loss_best = score_loss(self.loss, scores, y, target)
+        if self.max_queries < 2 or eps == 0:
+            return x_best, success
+
+        try:
+            # Initial point: vertical stripes of +-eps (Linf), or a grid of bumps of random
+            # sign with total norm eps (L2). Accepted whatever its loss: the search walks from it.
+            idx = (~success).nonzero().squeeze(1)
+            if idx.numel():
+                xi = x[idx]
+                if linf:
+                    signs = torch.randint(0, 2, (idx.numel(), ch, 1, w), generator=gen, device=dev) * 2 - 1
+                    cand = threat.project(xi + eps * signs.to(x.dtype), xi)
+                else:
+                    cand = threat.project(xi + self._l2_init(xi, gen), xi)
+                sc = q.scores(cand, idx)
+                x_best[idx] = cand
+                loss_best[idx] = score_loss(self.loss, sc, y[idx], tgt(idx))
+                success[idx] = is_success(sc, y[idx], tgt(idx))
+
+            n_iters = self.max_queries - 2
+            for it in range(n_iters):
+                idx = (~success).nonzero().squeeze(1)
+                if idx.numel() == 0:
+                    break
+                xi, xb = x[idx], x_best[idx]
+                p = square_fraction(self.p_init, it, n_iters)
+                if linf:
+                    cand = self._linf_step(xi, xb, p, eps, gen)
+                else:
+                    cand = self._l2_step(xi, xb, p, eps, gen)
+                sc = q.scores(cand, idx)
+                lv = score_loss(self.loss, sc, y[idx], tgt(idx))
+                succ = is_success(sc, y[idx], tgt(idx))
+                better = (lv < loss_best[idx]) | succ
+                upd = idx[better]
+                x_best[upd] = cand[better]
+                loss_best[upd] = lv[better]
+                success[upd] = succ[better]
+        except QueryBudgetExceeded as e:
+            budget_stop(self.name, e, q)
+        return x_best, success
+
+    def _linf_step(self, x: Tensor, xb: Tensor, p: float, eps: float, gen: torch.Generator) -> Tensor:
+        m, ch, h, w = x.shape
+        s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
+        bi, ri, ci = _window_index(m, s, h, w, gen, x.device)
+        xw = x[bi, :, ri, ci]  # (m, s, s, C)
+        old = xb[bi, :, ri, ci]
+        new = old
+        todo = torch.ones(m, dtype=torch.bool, device=x.device)
+        # Resample the signs where the window would not change (e.g. clipped at the box edge).
+        for _ in range(10):
+            signs = (torch.randint(0, 2, (m, 1, 1, ch), generator=gen, device=x.device) * 2 - 1).to(x.dtype)
+            trial = (xw + eps * signs).clamp(0.0, 1.0)
+            new = torch.where(todo[:, None, None, None], trial, new)
+            todo = (new == old).flatten(1).all(dim=1)
+            if not bool(todo.any()):
+                break
+        cand = xb.clone()
+        cand[bi, :, ri, ci] = new
+        return self.threat.project(cand, x)
+
+    def _l2_init(self, x: Tensor, gen: torch.Generator) -> Tensor:
+        m, ch, h, w = x.shape
+        t = max(h // 5, 1)
+        delta = torch.zeros_like(x)
+        bump = _bump(t, x.dtype, x.device)
+        for r in range(0, h - t + 1, t):
+            for c in range(0, w - t + 1, t):
+                signs = (torch.randint(0, 2, (m, ch, 1, 1), generator=gen, device=x.device) * 2 - 1).to(x.dtype)
+                delta[:, :, r:r + t, c:c + t] = bump * signs
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+        return delta * (self.threat.eps / norms)[:, None, None, None]
+
+    def _l2_step(self, x: Tensor, xb: Tensor, p: float, eps: float, gen: torch.Generator) -> Tensor:
+        m, ch, h, w = x.shape
+        s = min(max(int(round(math.sqrt(p * h * w))), 3), h, w)
+        delta = xb - x
+        b1, r1, c1 = _window_index(m, s, h, w, gen, x.device)
+        _, r2, c2 = _window_index(m, s, h, w, gen, x.device)
+        union = torch.zeros(m, h, w, dtype=torch.bool, device=x.device)
+        union[b1, r1, c1] = True
+        union[b1, r2, c2] = True
+        u = union[:, None].to(x.dtype)
+        # Mass available per channel: what both windows hold now plus an equal share of the
+        # unused budget eps^2 - ||delta||^2.
+        spare = (eps ** 2 - delta.flatten(1).pow(2).sum(dim=1)).clamp_min(0.0)
+        mass = (delta * u).pow(2).sum(dim=(2, 3)) + spare[:, None] / ch  # (m, C)
+        radius = mass.sqrt()
+        meta = _meta(m, s, gen, x.dtype, x.device)  # (m, s, s)
+        signs = (torch.randint(0, 2, (m, ch), generator=gen, device=x.device) * 2 - 1).to(x.dtype)
+        old = delta[b1, :, r1, c1]  # (m, s, s, C)
+        new = old + meta[..., None] * (signs * radius)[:, None, None, :]
+        new_norm = new.pow(2).sum(dim=(1, 2)).sqrt().clamp_min(1e-12)  # (m, C)
+        new = new * (radius / new_norm)[:, None, None, :]
+        delta = delta * (1 - u)
+        delta[b1, :, r1, c1] = new
+        return self.threat.project(x + delta, x)
