@@ -43,7 +43,7 @@ def evaluate(
     weights: Optional[Path] = typer.Option(None, help="safetensors weights for a builder file"),
     data: str = typer.Option("mnist", help="Dataset: mnist or digits"),
     split: str = typer.Option("test", help="train or test"),
-    n: Optional[int] = typer.Option(1000, help="Number of points (from --start)"),
+    n: Optional[int] = typer.Option(None, help="Number of points from --start [default: 1000, or what the split has]"),
     start: int = typer.Option(0, help="Index of the first point"),
     threat: str = typer.Option("linf:0.3", help="NORM:EPS, e.g. linf:0.3, l2:1.5, linf:8/255"),
     attacks: str = typer.Option("pgd", help="Comma-separated attacks: fgsm, pgd, pgd-100, pgd-40x5, pgd-margin-100"),
@@ -62,6 +62,9 @@ def evaluate(
         threat_obj = rl.LpBall.parse(threat)
         if n is not None and n <= 0:
             fail(f"n: expected a positive number of points, got {n}")
+        if n is None:
+            size = rl.data.info(data).sizes.get(split, 0)
+            n = max(1, min(1000, size - start))
         x, y = rl.data.load(data, split=split, n=n, start=start)
         net = _load_model(model, weights, device)
         attack_list = rl.evaluation.runner.resolve_attacks(attacks, threat_obj)
@@ -89,6 +92,13 @@ def evaluate(
             bar.stop()
             fail(str(e))
             return
+        except KeyboardInterrupt:
+            bar.stop()
+            msg = "interrupted"
+            if store is not None:
+                msg += f"; finished batches are kept in {store}: rerun the same command to resume"
+            err.print(msg, highlight=False)
+            raise typer.Exit(130) from None
     _print_report(report, store)
 
 

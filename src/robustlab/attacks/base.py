@@ -36,14 +36,15 @@ class ModelGuard:
     exit the training flags, ``requires_grad`` flags, buffers and ``.grad`` fields exactly as
     they were (BatchNorm statistics included). Plain callables pass through untouched."""
 
-    def __init__(self, model: object) -> None:
+    def __init__(self, model: object, warn: bool = True) -> None:
         self.model = model
+        self.warn = warn
 
     def __enter__(self) -> "ModelGuard":
         m = self.model
         if not isinstance(m, nn.Module):
             return self
-        if m.training:
+        if m.training and self.warn:
             warnings.warn(
                 "model was in training mode; attacks run it in eval mode and restore the mode afterwards",
                 stacklevel=3,
@@ -107,7 +108,8 @@ def prepare(model: object, x: Tensor, y: Tensor, target: Tensor | None) -> int:
     check_inputs(x, y)
     if target is not None:
         check_inputs(x, target, name_y="target")
-    n_classes = probe_model(model, x[:1])
+    with ModelGuard(model, warn=False):  # the probe must not touch BatchNorm statistics
+        n_classes = probe_model(model, x[:1])
     check_labels_in_range(y, n_classes)
     if target is not None:
         check_labels_in_range(target, n_classes, "target")
