@@ -101,6 +101,7 @@ def evaluate(
     store: str | Path | None = None,
     data: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
+    diagnostics: bool = True,
 ) -> EvalReport:
     """Clean accuracy and robust accuracy of ``model`` on (x, y) under ``threat``.
 
@@ -117,6 +118,10 @@ def evaluate(
         data: a description of the data (e.g. {"name": "mnist", "split": "test", "n": 1000})
             recorded with the run; the data's hash is always part of the run's identity.
         progress: called as ``progress(points_done, points_total)`` after every batch.
+        diagnostics: run the gradient-masking checks (``evaluation.diagnostics``) on a subsample
+            of at most 100 points and put them in ``EvalReport.diagnostics`` (and the store; a
+            resumed run reuses the stored ones). Their cost is reported per check, not in the
+            report's totals.
 
     Returns:
         EvalReport with per-sample ``clean_correct``, ``robust``, ``broken_by``, ``distance``.
@@ -222,12 +227,34 @@ def evaluate(
             backward_calls=sum(int(p[3]) for p in per_attack),
             seconds=seconds, run_id=run_id if db is not None else None, resumed_points=resumed, config=config,
         )
+        if diagnostics:
+            try:
+                report.diagnostics = _diagnose(model, x, y, threat, attack_list, report, seed, db, run_id)
+            except BaseException:
+                if db is not None:
+                    db.close()
+                raise
         if db is not None:
             db.finish_run(run_id, {"clean_accuracy": clean_acc, "robust_accuracy": robust_acc,
                                    "forward_calls": report.forward_calls, "backward_calls": report.backward_calls,
                                    "attacks": [dataclasses.asdict(s) for s in summaries]})
             db.close()
     return report
+
+
+def _diagnose(model, x: Tensor, y: Tensor, threat: LpBall, attacks: list[Attack], report: EvalReport,
+              seed: int, db: Store | None, run_id: str) -> list:
+    """The run's diagnostics: from the store when already computed, else run and stored."""
+    from robustlab.evaluation.diagnostics import Diagnostic, run_diagnostics
+
+    stored = db.diagnostics(run_id) if db is not None else []
+    if stored:
+        return [Diagnostic.from_dict(d) for d in stored]
+    found = run_diagnostics(model, x, y, threat, attacks, clean_correct=report.clean_correct,
+                            robust=report.robust, seed=seed)
+    if db is not None:
+        db.write_diagnostics(run_id, [d.to_dict() for d in found])
+    return found
 
 
 def _run_batch(model: nn.Module, x: Tensor, y: Tensor, threat: LpBall, attacks: list[Attack], seed: int):
@@ -265,6 +292,7 @@ def _run_batch(model: nn.Module, x: Tensor, y: Tensor, threat: LpBall, attacks: 
         b = idx[succ]
         active[b] = False
         broken_by[b] = j
-        distance[b] = threat.distance(x_adv[succ], xs[succ]).to(distance.dtype)
+        if b.numel():  # LpBall.distance cannot reshape an empty batch
+            distance[b] = threat.distance(x_adv[succ], xs[succ]).to(distance.dtype)
         costs.append((int(idx.numel()), int(b.numel()), int(res.forward_calls), int(res.backward_calls), secs))
     return (clean_correct, active, broken_by, distance, extra_fwd), costs

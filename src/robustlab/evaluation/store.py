@@ -7,6 +7,8 @@ Tables:
     outcomes  one row per evaluated point: label, clean correctness, robustness, the attack that
               broke it, the adversarial distance.
     costs     one row per (batch, attack): points attacked, broken, forward/backward calls, seconds.
+    diagnostics  one row per gradient-masking check of a finished run: name, status, figure,
+              explanation, and the whole entry as JSON (cost and details included).
 
 Each batch is written in a single transaction, so a killed run loses at most the batch in
 flight, and a rerun with the same identity skips every batch already stored.
@@ -63,6 +65,16 @@ CREATE TABLE IF NOT EXISTS costs (
     backward INTEGER NOT NULL,
     seconds REAL NOT NULL,
     PRIMARY KEY (run_id, start, attack)
+);
+CREATE TABLE IF NOT EXISTS diagnostics (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    pos INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    figure REAL,
+    explanation TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (run_id, name)
 );
 """
 
@@ -141,6 +153,20 @@ class Store:
             self.conn.executemany("INSERT INTO costs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                   [(run_id, start, *c) for c in costs])
             self.conn.execute("UPDATE runs SET updated = ? WHERE run_id = ?", (time.time(), run_id))
+
+    def write_diagnostics(self, run_id: str, entries: list[dict[str, Any]]) -> None:
+        """Replace a run's diagnostics; each entry a dict with name, status, figure, explanation."""
+        with self.conn:
+            self.conn.execute("DELETE FROM diagnostics WHERE run_id = ?", (run_id,))
+            self.conn.executemany(
+                "INSERT INTO diagnostics VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, i, e["name"], e["status"], e.get("figure"), e["explanation"],
+                  json.dumps(e, sort_keys=True, default=str)) for i, e in enumerate(entries)])
+
+    def diagnostics(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's stored diagnostics (dicts, in the order they ran); empty if none."""
+        rows = self.conn.execute("SELECT entry FROM diagnostics WHERE run_id = ? ORDER BY pos", (run_id,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     def finish_run(self, run_id: str, summary: dict[str, Any]) -> None:
         with self.conn:
