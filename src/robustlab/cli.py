@@ -1,8 +1,11 @@
 """The command line: thin; parses, calls the library, prints with rich.
 
     robustlab evaluate --model mnist-cnn-at --data mnist --n 1000 --threat linf:0.3 --store runs.db
+    robustlab evaluate --config runs-3f2a9c1b7d0e.toml --min-robust-acc 0.8     # reproduce, and gate
     robustlab models
     robustlab runs runs.db
+    robustlab report RUN --store runs.db --out report.html
+    robustlab leaderboard runs.db --out leaderboard.html
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -39,7 +43,8 @@ def _load_model(spec: str, weights: Optional[Path], device: str):
 
 @app.command()
 def evaluate(
-    model: str = typer.Option(..., help="A shipped model name (see `robustlab models`) or a builder file model.py"),
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, help="A shipped model name (see `robustlab models`) or a builder file model.py"),
     weights: Optional[Path] = typer.Option(None, help="safetensors weights for a builder file"),
     data: str = typer.Option("mnist", help="Dataset: mnist or digits"),
     split: str = typer.Option("test", help="train or test"),
@@ -51,13 +56,34 @@ def evaluate(
     seed: int = typer.Option(0, help="Base seed of the attacks"),
     store: Optional[Path] = typer.Option(None, help="SQLite result store; makes the run resumable"),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML config to reproduce (see examples/eval.toml); options given here override it"),
+    save_config: Optional[Path] = typer.Option(None, "--save-config", help="Where to write the config this run used [default: next to the store, else ./robustlab-eval-<hash>.toml]"),
+    diagnostics: bool = typer.Option(True, "--diagnostics/--no-diagnostics", help="Run the gradient-masking checks on up to 100 of the points"),
+    min_robust_acc: Optional[float] = typer.Option(None, "--min-robust-acc", help="Gate: exit 1 when robust accuracy is below this fraction (e.g. 0.8)"),
+    workers: int = typer.Option(0, help="Shard the batches over N Ray workers (a local Ray instance unless --ray); needs --store"),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Address of a running Ray cluster to shard over (e.g. auto, ray://host:10001)"),
 ) -> None:
     """Clean and robust accuracy of a model; every per-sample outcome goes to the store."""
     import torch
 
     import robustlab as rl
+    from robustlab.evaluation.config import EvalConfig, default_config_path, load_config, save_config as write_config
     from robustlab.validation import probe_model
 
+    try:
+        cfg = _merge_config(ctx, config, {
+            "model": model, "weights": None if weights is None else str(weights), "device": device, "data": data,
+            "split": split, "start": start, "n": n, "threat": threat, "attacks": attacks, "batch_size": batch_size,
+            "seed": seed, "diagnostics": diagnostics, "min_robust_acc": min_robust_acc,
+            "store": None if store is None else str(store), "workers": workers, "ray": ray}, load_config, EvalConfig)
+    except ValueError as e:
+        fail(str(e))
+        return
+    model, data, split, n, start, threat, attacks = cfg.model, cfg.data, cfg.split, cfg.n, cfg.start, cfg.threat, cfg.attacks
+    weights = None if cfg.weights is None else Path(cfg.weights)
+    store = None if cfg.store is None else Path(cfg.store)
+    batch_size, seed, device, diagnostics = cfg.batch_size, cfg.seed, cfg.device, cfg.diagnostics
+    min_robust_acc, workers, ray = cfg.min_robust_acc, cfg.workers, cfg.ray
     try:
         threat_obj = rl.LpBall.parse(threat)
         if n is not None and n <= 0:
@@ -65,11 +91,15 @@ def evaluate(
         if n is None:
             size = rl.data.info(data).sizes.get(split, 0)
             n = max(1, min(1000, size - start))
+            cfg.n = n
+        if (workers or ray) and store is None:
+            fail("store: --workers/--ray need --store (the shards meet in the result store)")
         x, y = rl.data.load(data, split=split, n=n, start=start)
         net = _load_model(model, weights, device)
         attack_list = rl.evaluation.runner.resolve_attacks(attacks, threat_obj)
         x, y = x.to(device), y.to(device)
         probe_model(net, x[:1])
+        cfg_path = write_config(cfg, save_config if save_config is not None else default_config_path(cfg))
     except (ValueError, TypeError, FileNotFoundError) as e:
         fail(str(e))
         return
@@ -77,17 +107,31 @@ def evaluate(
         fail(f"device: {e}" if "device" in str(e).lower() or "cuda" in str(e).lower() else str(e))
         return
 
-    data_desc = {"name": data, "split": split, "start": start, "n": int(x.shape[0]), "model": model}
-    console.print(f"[bold]robustlab evaluate[/] model={model} data={data}/{split}[{start}:{start + x.shape[0]}] "
-                  f"threat={threat_obj} attacks={', '.join(rl.evaluation.runner.attack_name(a) for a in attack_list)}",
+    data_desc = {"name": data, "split": split, "start": start, "n": int(x.shape[0]), "model": model,
+                 "config": cfg.to_dict(), "config_file": str(cfg_path)}
+    console.print(f"[bold]robustlab evaluate[/] model={escape(model)} data={data}/{split}[{start}:{start + x.shape[0]}] "
+                  f"threat={threat_obj} attacks={escape(', '.join(rl.evaluation.runner.attack_name(a) for a in attack_list))}",
+                  highlight=False)
+    console.print(f"config written to {escape(str(cfg_path))} (reproduce: robustlab evaluate --config {escape(str(cfg_path))})",
                   highlight=False)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as bar:
         task = bar.add_task("evaluating", total=int(x.shape[0]))
+
+        def tick(done: int, total: int) -> None:
+            last = done >= total and diagnostics
+            bar.update(task, completed=done, description="diagnostics" if last else "evaluating")
+
         try:
-            report = rl.evaluate(net, x, y, threat_obj, attacks=attack_list, batch_size=batch_size, seed=seed,
-                                 store=store, data=data_desc,
-                                 progress=lambda done, total: bar.update(task, completed=done))
+            if workers or ray:
+                from robustlab.evaluation.distributed import evaluate_distributed
+
+                report = evaluate_distributed(net, x, y, threat_obj, attack_list, store=store,
+                                              workers=max(workers, 1), address=ray, batch_size=batch_size,
+                                              seed=seed, data=data_desc, progress=tick, diagnostics=diagnostics)
+            else:
+                report = rl.evaluate(net, x, y, threat_obj, attacks=attack_list, batch_size=batch_size, seed=seed,
+                                     store=store, data=data_desc, progress=tick, diagnostics=diagnostics)
         except (ValueError, TypeError) as e:
             bar.stop()
             fail(str(e))
@@ -100,6 +144,49 @@ def evaluate(
             err.print(msg, highlight=False)
             raise typer.Exit(130) from None
     _print_report(report, store)
+    _print_diagnostics(report.diagnostics)
+    if min_robust_acc is not None:
+        ok = report.robust_accuracy >= min_robust_acc
+        line = (f"gate {'PASS' if ok else 'FAIL'}: robust accuracy {100 * report.robust_accuracy:.2f}% "
+                f"{'>=' if ok else '<'} required {100 * min_robust_acc:.2f}% ({escape(model)}, {threat_obj}, "
+                f"{report.n} points)")
+        console.print(f"[bold {'green' if ok else 'red'}]{line}[/]", highlight=False, soft_wrap=True)
+        if not ok:
+            raise typer.Exit(1)
+
+
+def _merge_config(ctx: typer.Context, path: Optional[Path], cli: dict, load_config, EvalConfig):
+    """The run's settings: the --config file's, overridden by options given on the command line."""
+    from click.core import ParameterSource
+
+    values = dict(cli)
+    if path is not None:
+        base = load_config(path).to_dict()
+        for k, v in base.items():
+            if ctx.get_parameter_source(k) != ParameterSource.COMMANDLINE:
+                values[k] = v
+    if not values.get("model"):
+        raise ValueError("Missing option '--model' (or a --config file with a [model] name)")
+    return EvalConfig(**values)
+
+
+def _print_diagnostics(diags) -> None:
+    if not diags:
+        return
+    t = Table(title="diagnostics (gradient masking and evaluation strength)", title_justify="left")
+    for c, j in (("check", "left"), ("status", "left"), ("figure", "right"), ("explanation", "left"), ("cost", "right")):
+        t.add_column(c, justify=j)  # type: ignore[arg-type]
+    for d in diags:
+        colour = "green" if d.status == "pass" else "yellow"
+        t.add_row(d.name, f"[{colour}]{d.status}[/]", f"{d.figure:.3g}", escape(d.explanation),
+                  f"{d.seconds:.1f}s {d.forward_calls:,}f {d.backward_calls:,}b")
+    console.print(t)
+    warns = [d.name for d in diags if d.status == "warn"]
+    if warns:
+        console.print(f"[yellow]diagnostics: {len(warns)} warning(s) ({', '.join(warns)}): the robust accuracy "
+                      "above is likely an overestimate[/]", highlight=False)
+    else:
+        console.print(f"diagnostics: all {len(diags)} checks pass", highlight=False)
 
 
 def _print_report(report, store: Optional[Path]) -> None:
@@ -173,6 +260,55 @@ def runs(store: Path = typer.Argument(..., help="SQLite result store")) -> None:
                   f"{100 * s['clean_accuracy']:.2f}%" if "clean_accuracy" in s else "-",
                   f"{100 * s['robust_accuracy']:.2f}%" if "robust_accuracy" in s else "-")
     console.print(t)
+
+
+@app.command()
+def report(
+    run: str = typer.Argument(..., help="Run id (or a unique prefix; see `robustlab runs STORE`)"),
+    store: Path = typer.Option(..., "--store", help="SQLite result store holding the run"),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write [default: report-<run>.html]"),
+) -> None:
+    """Write a self-contained HTML report of a stored run: plots, diagnostics, the config."""
+    from robustlab.report.html import load_run, render_report
+
+    try:
+        data = load_run(store, run)
+        path = out if out is not None else Path(f"report-{data.info.run_id}.html")
+        if not path.parent.exists():
+            fail(f"out: folder {str(path.parent)!r} does not exist")
+        page = render_report(data)
+        path.write_text(page, encoding="utf-8")
+    except ValueError as e:
+        fail(str(e))
+        return
+    warns = sum(d.status == "warn" for d in data.diagnostics)
+    console.print(f"report of run {data.info.run_id} written to {escape(str(path))} "
+                  f"({len(data.diagnostics)} diagnostics, {warns} warning(s))", highlight=False)
+
+
+@app.command()
+def leaderboard(
+    store: Path = typer.Argument(..., help="SQLite result store"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the leaderboard as an HTML page here"),
+) -> None:
+    """Rank the stored runs per (data, threat) by robust accuracy."""
+    from robustlab.report.leaderboard import leaderboard as build, rich_tables, write_leaderboard
+
+    try:
+        groups, unfinished = build(store)
+        if out is not None:
+            write_leaderboard(store, out)
+    except ValueError as e:
+        fail(str(e))
+        return
+    if not groups:
+        console.print("no finished run in this store yet", highlight=False)
+    for t in rich_tables(groups):
+        console.print(t)
+    if unfinished:
+        console.print(f"{unfinished} unfinished run(s) left out", highlight=False)
+    if out is not None:
+        console.print(f"leaderboard written to {escape(str(out))}", highlight=False)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
