@@ -19,7 +19,7 @@ DIST_TOL = 1e-5
 
 
 def _flat(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], -1)
+    return t.flatten(1) if t.dim() > 1 else t.reshape(t.shape[0], -1)
 
 
 def _expand(v: Tensor, like: Tensor) -> Tensor:
