@@ -7,6 +7,7 @@ they are broken (``early_stop``), so the real cost is usually far lower.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +48,10 @@ class PGD:
             Off: keep ascending the loss on every point for ``steps`` steps.
         l1_sparsity: for L1, the fraction of coordinates left out of each step.
         seed: seed of the random starts; the same seed gives the same x_adv.
+        compile: run each step (forward, loss, gradient w.r.t. the input) as one
+            ``torch.compile``d ``torch.func.grad`` function. Opt-in: the first call on a model
+            pays the compile time (tens of seconds on a CPU; see benchmarks/results/speed.md),
+            later calls reuse it. Same counts, same arithmetic up to float rounding.
     """
 
     threat: LpBall
@@ -58,6 +63,7 @@ class PGD:
     early_stop: bool = True
     l1_sparsity: float = 0.95
     seed: int | None = 0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _check_threat(self.threat)
@@ -69,6 +75,8 @@ class PGD:
             raise ValueError(f"loss: expected 'ce' or 'margin', got {self.loss!r}")
         if not 0.0 <= self.l1_sparsity < 1.0:
             raise ValueError(f"l1_sparsity: expected a fraction in [0, 1), got {self.l1_sparsity}")
+        if not isinstance(self.compile, bool):
+            raise TypeError(f"compile: expected a bool, got {type(self.compile).__name__}")
 
     @property
     def name(self) -> str:
@@ -90,7 +98,7 @@ class PGD:
         step = self.step_size if self.step_size is not None else 2.5 * self.threat.eps / self.steps
         gen = make_generator(self.seed, x.device)
         with ModelGuard(model):
-            counter = Counter(model)
+            counter = _FusedCounter(model, self.loss, target is not None) if self.compile else Counter(model)
             best, success = run_pgd(
                 counter, self.threat, x, y, target,
                 steps=self.steps, restarts=self.restarts, step_size=step,
@@ -132,6 +140,59 @@ class FGSM:
         )(model, x, y, target=target)
 
 
+# ---------------------------------------------------------------------------------------------
+# The loop. Its cost is the model's: k forward+backward passes per point (w.r.t. the input
+# only; ModelGuard turns parameter gradients off) and one forward on the last iterate. The rest
+# is kept small: the per-sample loss comes from the step's own logits (no extra forward), the
+# Linf step and projection run in place in the gradient's buffer, the best point is updated
+# with an elementwise select while the whole batch is active (no index gathers or host syncs),
+# and early stop costs one host sync per step.
+# ---------------------------------------------------------------------------------------------
+
+_COMPILED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+class _FusedCounter(Counter):
+    """A Counter whose forward+backward is one compiled function of (x, y, target): the model's
+    logits, the per-sample loss and its gradient w.r.t. x (torch.func.grad, parameters held
+    constant). Counted exactly as ``Counter.logits_and_grad``: one forward and one backward
+    per sample per call."""
+
+    def __init__(self, model: nn.Module, loss: str, targeted: bool) -> None:
+        super().__init__(model)
+        cache = _COMPILED.setdefault(model, {})
+        key = (loss, targeted)
+        if key not in cache:
+            def total(xv: Tensor, yv: Tensor, tv: Tensor | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+                out = model(xv)
+                lv = attack_loss(loss, out, yv, tv)
+                return lv.sum(), (out, lv)
+
+            grad_fn = torch.func.grad(total, has_aux=True)
+            cache[key] = torch.compile(grad_fn)
+        self._fn = cache[key]
+
+    def fused_logits_and_grad(self, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Logits at ``x``, the per-sample loss, and its gradient w.r.t. ``x``."""
+        with torch.no_grad():
+            grad, (out, lv) = self._fn(x.detach(), y, target)
+        self.forward += x.shape[0]
+        self.backward += x.shape[0]
+        return out, lv, grad
+
+
+def _owned(t: Tensor) -> Tensor:
+    """``t`` itself if it can be written in place (dense, no overlapping elements), else a copy.
+    Gradients from autograd are fresh buffers, except e.g. the expanded gradient of a sum."""
+    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last):
+        return t
+    return t.clone()
+
+
+def _rows(mask: Tensor, like: Tensor) -> Tensor:
+    return mask.reshape((-1,) + (1,) * (like.dim() - 1))
+
+
 def run_pgd(
     counter: Counter,
     threat: LpBall,
@@ -149,47 +210,83 @@ def run_pgd(
     generator: torch.Generator,
 ) -> tuple[Tensor, Tensor]:
     """The PGD loop, shared with training code. Returns the per-sample best point (N, ...) and
-    (N,) bool success, both measured by the model at exactly that point."""
+    (N,) bool success, both measured by the model at exactly that point.
+
+    ``counter`` may be a :class:`_FusedCounter` (the compiled path); any other Counter is
+    called through ``logits_and_grad``.
+    """
     n = x.shape[0]
-    best = x.detach().clone()
+    x = x.detach()
+    best = x.clone()
     best_loss = torch.full((n,), float("-inf"), device=x.device)
     success = torch.zeros(n, dtype=torch.bool, device=x.device)
+    fused = isinstance(counter, _FusedCounter)
+    linf = threat.norm == "linf"
 
-    def record(idx: Tensor, xs: Tensor, logits: Tensor) -> Tensor:
-        """Keep the better of the stored and the new point; return the new points' success."""
-        t = None if target is None else target[idx]
-        succ = is_success(logits, y[idx], t)
-        lv = attack_loss(loss, logits, y[idx], t)
-        old_succ = success[idx]
+    def record(idx: Tensor | None, xs: Tensor, logits: Tensor, lv: Tensor, t: Tensor | None, yi: Tensor) -> Tensor:
+        """Keep the better of the stored and the new point; return the new points' success.
+        ``idx`` None means the whole batch, in order."""
+        succ = is_success(logits, yi, t)
+        old_succ = success if idx is None else success[idx]
+        old_loss = best_loss if idx is None else best_loss[idx]
         # A success beats any non-success; among equals, the higher loss wins.
-        better = (succ & ~old_succ) | ((succ == old_succ) & (lv > best_loss[idx]))
+        better = (succ & ~old_succ) | ((succ == old_succ) & (lv > old_loss))
         if early_stop:
             better = better & ~old_succ
-        upd = idx[better]
-        best[upd] = xs[better]
-        best_loss[upd] = lv[better]
-        success[upd] = succ[better]
+        if idx is None:
+            # Elementwise selects: no gather, no host sync.
+            torch.where(_rows(better, xs), xs, best, out=best)
+            torch.where(better, lv, best_loss, out=best_loss)
+            torch.where(better, succ, success, out=success)
+        else:
+            upd = idx[better]
+            best[upd] = xs[better]
+            best_loss[upd] = lv[better]
+            success[upd] = succ[better]
         return succ
 
     for r in range(restarts):
-        idx = torch.arange(n, device=x.device) if (r == 0 or not early_stop) else (~success).nonzero().squeeze(1)
-        if idx.numel() == 0:
-            break
-        x0 = x[idx]
+        if r == 0 or not early_stop:
+            idx: Tensor | None = None
+            x0, yi, ti = x, y, target
+        else:
+            idx = (~success).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            x0, yi, ti = x[idx], y[idx], (None if target is None else target[idx])
         x_cur = threat.random_start(x0, generator) if (random_start or r > 0) else x0.clone()
         for _ in range(steps):
-            ti = None if target is None else target[idx]
-            yi = y[idx]
-            logits, grad = counter.logits_and_grad(x_cur, lambda out: attack_loss(loss, out, yi, ti))
-            succ = record(idx, x_cur, logits)
+            if fused:
+                logits, lv, grad = counter.fused_logits_and_grad(x_cur, yi, ti)  # type: ignore[attr-defined]
+            else:
+                held: list[Tensor] = []
+
+                def loss_fn(out: Tensor, yi: Tensor = yi, ti: Tensor | None = ti) -> Tensor:
+                    v = attack_loss(loss, out, yi, ti)
+                    held.append(v)
+                    return v
+
+                logits, grad = counter.logits_and_grad(x_cur, loss_fn)
+                lv = held[-1].detach()
+            succ = record(idx, x_cur, logits, lv, ti, yi)
             if early_stop:
                 keep = ~succ
-                if not bool(keep.all()):
-                    idx, x_cur, x0, grad = idx[keep], x_cur[keep], x0[keep], grad[keep]
+                if not bool(keep.all()):  # the one host sync per step
+                    if idx is None:
+                        idx = torch.arange(n, device=x.device)
+                    idx, x_cur, x0, grad, yi = idx[keep], x_cur[keep], x0[keep], grad[keep], yi[keep]
+                    ti = None if ti is None else ti[keep]
                     if idx.numel() == 0:
                         break
-            direction = threat.steepest_direction(grad, x_cur, l1_sparsity)
-            x_cur = threat.project(x_cur + step_size * direction, x0)
-        if idx.numel():
-            record(idx, x_cur, counter.logits(x_cur))
+            if linf:
+                # x0 + clamp(x_cur + a * sign(g) - x0, -eps, eps), clipped to [0, 1]: the same
+                # arithmetic, in the same order, as threat.project, written into g's buffer.
+                d = _owned(grad).sign_().mul_(step_size).add_(x_cur)
+                x_cur = d.sub_(x0).clamp_(-threat.eps, threat.eps).add_(x0).clamp_(0.0, 1.0)
+            else:
+                direction = threat.steepest_direction(grad, x_cur, l1_sparsity)
+                x_cur = threat.project(x_cur + step_size * direction, x0)
+        if idx is None or idx.numel():
+            logits = counter.logits(x_cur)
+            record(idx, x_cur, logits, attack_loss(loss, logits, yi, ti), ti, yi)
     return best, success
