@@ -81,7 +81,7 @@ def _batches(db: Path) -> int:
 
 def test_kill_9_and_resume_gives_the_same_outcomes(tmp_path):
     args = ["evaluate", "--model", "mnist-cnn-at", "--n", "400", "--threat", "linf:0.3",
-            "--attacks", "pgd-40x3", "--batch-size", "25", "--seed", "5"]
+            "--attacks", "pgd-40x3", "--batch-size", "25", "--seed", "5", "--no-diagnostics"]
     ref_db, db = tmp_path / "ref.db", tmp_path / "killed.db"
     ref = _run_cli(args + ["--store", str(ref_db)])
     ref_out = ref.communicate(timeout=600)
@@ -107,7 +107,7 @@ def test_kill_9_and_resume_gives_the_same_outcomes(tmp_path):
 def test_ctrl_c_keeps_finished_batches(tmp_path):
     db = tmp_path / "int.db"
     proc = _run_cli(["evaluate", "--model", "mnist-cnn-at", "--n", "400", "--attacks", "pgd-40x3",
-                     "--batch-size", "25", "--store", str(db)])
+                     "--batch-size", "25", "--no-diagnostics", "--store", str(db)])
     deadline = time.time() + 300
     while _batches(db) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

@@ -41,6 +41,26 @@ def _load_model(spec: str, weights: Optional[Path], device: str):
     return rl.models.load(spec, device=device)
 
 
+def _load_access_model(spec: str, weights: Optional[Path], device: str, access: str, x1):
+    """The model at the access level asked for: an HTTP endpoint, or a local model (restricted
+    to score-only or label-only access unless ``access`` is "white")."""
+    import robustlab as rl
+    from robustlab.validation import probe_model
+
+    if access not in ("white", "score", "label"):
+        fail(f"access: expected white, score or label, got {access!r}")
+    if spec.startswith(("http://", "https://")):
+        if access == "white":
+            fail("access: an HTTP model gives no gradients; use --access score or --access label")
+        if weights is not None:
+            fail("weights: --weights goes with a builder file, not an HTTP model")
+        return rl.models.HTTPModel(spec, access=access)
+    net = _load_model(spec, weights, device)
+    if access == "white":
+        return net
+    return rl.models.as_access(net, access, n_classes=probe_model(net, x1))
+
+
 @app.command()
 def evaluate(
     ctx: typer.Context,
@@ -62,6 +82,8 @@ def evaluate(
     min_robust_acc: Optional[float] = typer.Option(None, "--min-robust-acc", help="Gate: exit 1 when robust accuracy is below this fraction (e.g. 0.8)"),
     workers: int = typer.Option(0, help="Shard the batches over N Ray workers (a local Ray instance unless --ray); needs --store"),
     ray: Optional[str] = typer.Option(None, "--ray", help="Address of a running Ray cluster to shard over (e.g. auto, ray://host:10001)"),
+    access: str = typer.Option("white", "--access", help="What the attacks may see: white (the nn.Module), score or label. "
+                               "An http(s):// --model (a JSON endpoint, see `robustlab serve`) needs score or label"),
 ) -> None:
     """Clean and robust accuracy of a model; every per-sample outcome goes to the store."""
     import torch
@@ -95,10 +117,13 @@ def evaluate(
         if (workers or ray) and store is None:
             fail("store: --workers/--ray need --store (the shards meet in the result store)")
         x, y = rl.data.load(data, split=split, n=n, start=start)
-        net = _load_model(model, weights, device)
-        attack_list = rl.evaluation.runner.resolve_attacks(attacks, threat_obj)
+        net = _load_access_model(model, weights, device, access, x[:1].to(device))
+        from robustlab.evaluation.blackbox_presets import build_attacks_with_blackbox
+
+        attack_list = build_attacks_with_blackbox(attacks, threat_obj)
         x, y = x.to(device), y.to(device)
-        probe_model(net, x[:1])
+        if access == "white":
+            probe_model(net, x[:1])
         cfg_path = write_config(cfg, save_config if save_config is not None else default_config_path(cfg))
     except (ValueError, TypeError, FileNotFoundError) as e:
         fail(str(e))
@@ -157,13 +182,12 @@ def evaluate(
 
 def _merge_config(ctx: typer.Context, path: Optional[Path], cli: dict, load_config, EvalConfig):
     """The run's settings: the --config file's, overridden by options given on the command line."""
-    from click.core import ParameterSource
-
     values = dict(cli)
     if path is not None:
         base = load_config(path).to_dict()
         for k, v in base.items():
-            if ctx.get_parameter_source(k) != ParameterSource.COMMANDLINE:
+            source = ctx.get_parameter_source(k)  # typer vendors click: compare by name, not by class
+            if source is None or source.name != "COMMANDLINE":
                 values[k] = v
     if not values.get("model"):
         raise ValueError("Missing option '--model' (or a --config file with a [model] name)")
@@ -213,6 +237,31 @@ def _print_report(report, store: Optional[Path]) -> None:
     console.print(tail, highlight=False)
     console.print(f"clean accuracy {100 * report.clean_accuracy:.2f}%, robust accuracy "
                   f"{100 * report.robust_accuracy:.2f}%", highlight=False)
+
+
+@app.command()
+def serve(
+    model: str = typer.Option(..., help="A shipped model name or a builder file model.py"),
+    weights: Optional[Path] = typer.Option(None, help="safetensors weights for a builder file"),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (127.0.0.1: this machine only)"),
+    port: int = typer.Option(8000, help="TCP port"),
+    access: str = typer.Option("score", help="score (answers scores or labels) or label (labels only)"),
+    device: str = typer.Option("cpu", help="cpu, cuda, ..."),
+) -> None:
+    """Serve a model as a JSON endpoint at http://HOST:PORT/predict (for black-box evaluation)."""
+    from robustlab.models.serve import ModelServer
+
+    try:
+        net = _load_model(model, weights, device)
+        server = ModelServer(net, host=host, port=port, access=access)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as e:
+        fail(str(e))
+        return
+    console.print(f"serving {escape(model)} ({access} access) at {server.url}; Ctrl-C to stop", highlight=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()
