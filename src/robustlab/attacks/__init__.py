@@ -1,6 +1,10 @@
 """Attacks: callables configured in the constructor, ``attack(model, x, y, target=None) -> AttackResult``."""
+from robustlab.attacks.apgd import APGD, APGDT
 from robustlab.attacks.base import Attack
+from robustlab.attacks.cw import CarliniWagner
+from robustlab.attacks.deepfool import DeepFool
+from robustlab.attacks.fab import FAB
 from robustlab.attacks.gradient import FGSM, PGD
 from robustlab.attacks.square import Square
 
-__all__ = ["Attack", "FGSM", "PGD", "Square"]
+__all__ = ["Attack", "APGD", "APGDT", "FAB", "CarliniWagner", "DeepFool", "FGSM", "PGD", "Square"]
