@@ -48,10 +48,6 @@ class PGD:
             Off: keep ascending the loss on every point for ``steps`` steps.
         l1_sparsity: for L1, the fraction of coordinates left out of each step.
         seed: seed of the random starts; the same seed gives the same x_adv.
-        compile: run each step (forward, loss, gradient w.r.t. the input) as one
-            ``torch.compile``d ``torch.func.grad`` function. Opt-in: the first call on a model
-            pays the compile time (tens of seconds on a CPU; see benchmarks/results/speed.md),
-            later calls reuse it. Same counts, same arithmetic up to float rounding.
     """
 
     threat: LpBall
@@ -63,7 +59,6 @@ class PGD:
     early_stop: bool = True
     l1_sparsity: float = 0.95
     seed: int | None = 0
-    compile: bool = False
 
     def __post_init__(self) -> None:
         _check_threat(self.threat)
@@ -75,8 +70,6 @@ class PGD:
             raise ValueError(f"loss: expected 'ce' or 'margin', got {self.loss!r}")
         if not 0.0 <= self.l1_sparsity < 1.0:
             raise ValueError(f"l1_sparsity: expected a fraction in [0, 1), got {self.l1_sparsity}")
-        if not isinstance(self.compile, bool):
-            raise TypeError(f"compile: expected a bool, got {type(self.compile).__name__}")
 
     @property
     def name(self) -> str:
@@ -98,7 +91,7 @@ class PGD:
         step = self.step_size if self.step_size is not None else 2.5 * self.threat.eps / self.steps
         gen = make_generator(self.seed, x.device)
         with ModelGuard(model):
-            counter = _FusedCounter(model, self.loss, target is not None) if self.compile else Counter(model)
+            counter = Counter(model)
             best, success = run_pgd(
                 counter, self.threat, x, y, target,
                 steps=self.steps, restarts=self.restarts, step_size=step,
@@ -153,7 +146,10 @@ _COMPILED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDiction
 
 
 class _FusedCounter(Counter):
-    """A Counter whose forward+backward is one compiled function of (x, y, target): the model's
+    """Experimental, not public: measured by benchmarks/speed.py --compile, it did not beat the
+    eager path on a CPU (see benchmarks/results/speed.md), so PGD does not expose it yet.
+
+    A Counter whose forward+backward is one compiled function of (x, y, target): the model's
     logits, the per-sample loss and its gradient w.r.t. x (torch.func.grad, parameters held
     constant). Counted exactly as ``Counter.logits_and_grad``: one forward and one backward
     per sample per call."""
