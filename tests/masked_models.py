@@ -22,12 +22,20 @@ def base() -> nn.Module:
     return rl.models.load("mnist-cnn")
 
 
-class QuantizedInput(nn.Module):
+class _Masked(nn.Module):
+    """Wraps the shipped standard network; built in eval mode like a loaded model."""
+
+    def __init__(self, net: nn.Module | None) -> None:
+        super().__init__()
+        self.net = net if net is not None else base()
+        self.eval()
+
+
+class QuantizedInput(_Masked):
     """Input quantization to ``levels`` grey levels: non-differentiable (zero gradient)."""
 
     def __init__(self, net: nn.Module | None = None, levels: int = 16) -> None:
-        super().__init__()
-        self.net = net if net is not None else base()
+        super().__init__(net)
         self.levels = levels
 
     def forward(self, x: Tensor) -> Tensor:
@@ -35,25 +43,23 @@ class QuantizedInput(nn.Module):
         return self.net(q)
 
 
-class SaturatedSoftmax(nn.Module):
+class SaturatedSoftmax(_Masked):
     """Probabilities of a sharpened softmax: the rows are one-hot in float32, gradients vanish."""
 
     def __init__(self, net: nn.Module | None = None, temperature: float = 1000.0) -> None:
-        super().__init__()
-        self.net = net if net is not None else base()
+        super().__init__(net)
         self.temperature = temperature
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.softmax(self.net(x) * self.temperature, dim=1)
 
 
-class RandomizedTransform(nn.Module):
+class RandomizedTransform(_Masked):
     """Random translation (pad 2, random crop) and Gaussian noise (sigma 0.1), drawn from the
     global torch RNG on every call, as input-randomization defenses do."""
 
     def __init__(self, net: nn.Module | None = None, shift: int = 2, sigma: float = 0.1) -> None:
-        super().__init__()
-        self.net = net if net is not None else base()
+        super().__init__(net)
         self.shift = shift
         self.sigma = sigma
 
@@ -67,12 +73,11 @@ class RandomizedTransform(nn.Module):
         return self.net(x)
 
 
-class PermutedLabels(nn.Module):
+class PermutedLabels(_Masked):
     """Logits rolled by one class: a well-trained network whose labels are all wrong."""
 
     def __init__(self, net: nn.Module | None = None) -> None:
-        super().__init__()
-        self.net = net if net is not None else base()
+        super().__init__(net)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).roll(1, dims=1)

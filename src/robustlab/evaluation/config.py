@@ -10,7 +10,7 @@
     name = "mnist"
     split = "test"
     start = 0
-    n = 1000
+    n = 1000                     # or "all"
 
     [evaluation]
     threat = "linf:0.3"
@@ -150,7 +150,7 @@ def _check(cfg: EvalConfig) -> None:
 
 def _resolve(value: str, base: Path) -> str:
     p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p))
+    return os.path.normpath(p if p.is_absolute() else (base / p))
 
 
 def _relativize(value: str, base: Path) -> str:
@@ -186,6 +186,8 @@ def load_config(path: str | Path) -> EvalConfig:
             if k not in keys:
                 raise ValueError(f"config: {str(path)!r}: unknown key [{sec}] {k}; expected one of {sorted(keys)}")
             values[keys[k]] = v
+    if values.get("n") == "all":  # TOML has no null: "all" stands for every point from start
+        values["n"] = None
     if "model" not in values:
         raise ValueError(f"config: {str(path)!r}: missing [model] name")
     base = path.resolve().parent
@@ -237,6 +239,8 @@ def dumps_config(cfg: EvalConfig, base: str | Path | None = None) -> str:
         body = []
         for name in names:
             v = d[name]
+            if v is None and name == "n":
+                v = "all"
             if v is None:
                 continue
             if base is not None and _is_path_field(name, v):

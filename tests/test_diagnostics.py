@@ -1,0 +1,143 @@
+"""Gradient-masking diagnostics: each masked model is flagged by the checks that should see it;
+the shipped standard and adversarially trained models are not flagged at all."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import robustlab as rl
+from robustlab.evaluation.diagnostics import Diagnostic, check_outputs, uses_eot
+from robustlab.models.zoo import weights_path
+
+from masked_models import PermutedLabels, QuantizedInput, RandomizedTransform, SaturatedSoftmax
+
+ALL = {"clean_accuracy", "softmax_outputs", "randomized_model", "gradients", "loss_along_gradient",
+       "accuracy_vs_eps", "unbounded_eps", "more_steps", "noise_blackbox", "pgd_vs_fgsm"}
+THREAT = rl.LpBall("linf", 0.3)
+
+
+def _status(report) -> dict[str, str]:
+    return {d.name: d.status for d in report.diagnostics}
+
+
+def _warned(report) -> set[str]:
+    return {d.name for d in report.diagnostics if d.status == "warn"}
+
+
+@pytest.fixture(scope="module")
+def pts():
+    return rl.data.load("mnist", split="test", n=40)
+
+
+def _eval(model, pts, attacks=None):
+    torch.manual_seed(0)
+    x, y = pts
+    return rl.evaluate(model, x, y, THREAT, attacks or [rl.attacks.PGD(THREAT, steps=5)])
+
+
+def test_entries_are_complete_and_cost_is_reported(pts):
+    rep = _eval(rl.models.load("mnist-cnn"), pts)
+    assert {d.name for d in rep.diagnostics} == ALL
+    for d in rep.diagnostics:
+        assert isinstance(d, Diagnostic)
+        assert d.status in ("pass", "warn")
+        assert isinstance(d.figure, float) and d.explanation and "\n" not in d.explanation
+        assert d.seconds >= 0 and d.forward_calls >= 0 and d.backward_calls >= 0
+    by = {d.name: d for d in rep.diagnostics}
+    assert by["gradients"].backward_calls == 40  # one backward per clean-correct point
+    assert by["unbounded_eps"].forward_calls > 0
+
+
+def test_quantized_input_is_flagged(pts):
+    rep = _eval(QuantizedInput(), pts)
+    assert rep.robust_accuracy > 0.9  # the naive evaluation is fooled ...
+    # ... and the diagnostics say why: zero gradients, nothing uphill, eps=1 fails, noise wins.
+    assert {"gradients", "loss_along_gradient", "unbounded_eps", "noise_blackbox"} <= _warned(rep)
+    assert _status(rep)["softmax_outputs"] == "pass" and _status(rep)["randomized_model"] == "pass"
+
+
+def test_saturated_softmax_is_flagged(pts):
+    rep = _eval(SaturatedSoftmax(), pts)
+    assert rep.robust_accuracy > 0.9
+    assert {"softmax_outputs", "gradients", "unbounded_eps"} <= _warned(rep)
+    by = {d.name: d for d in rep.diagnostics}
+    assert by["softmax_outputs"].figure == 1.0
+
+
+def test_randomized_transform_is_flagged_without_eot(pts):
+    rep = _eval(RandomizedTransform(), pts)
+    assert "randomized_model" in _warned(rep)
+    assert {d.name: d for d in rep.diagnostics}["randomized_model"].figure > 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class _EOTPGD:
+    """A PGD that declares EOT (the attribute the check reads); it delegates to PGD."""
+
+    threat: rl.LpBall
+    eot_samples: int = 8
+    steps: int = 5
+    seed: int | None = 0
+
+    @property
+    def name(self) -> str:
+        return "EOT-PGD"
+
+    def __call__(self, model, x, y, *, target=None):
+        return rl.attacks.PGD(self.threat, steps=self.steps, seed=self.seed)(model, x, y, target=target)
+
+
+def test_randomized_model_passes_when_an_attack_uses_eot(pts):
+    assert uses_eot([_EOTPGD(THREAT)]) and not uses_eot([rl.attacks.PGD(THREAT)])
+    x, _ = pts
+    torch.manual_seed(0)
+    d = {d.name: d for d in check_outputs(RandomizedTransform(), x[:20], [_EOTPGD(THREAT)])}["randomized_model"]
+    assert d.status == "pass" and d.figure > 0.9 and "EOT" in d.explanation
+
+
+def test_below_chance_model_is_flagged(pts):
+    rep = _eval(PermutedLabels(), pts)
+    assert rep.clean_accuracy < 0.1
+    assert "clean_accuracy" in _warned(rep)
+
+
+def test_iterative_attack_weaker_than_fgsm_is_flagged(pts):
+    weak = rl.attacks.PGD(THREAT, steps=5, step_size=0.001, random_start=False)
+    rep = _eval(rl.models.load("mnist-cnn"), pts, [weak])
+    assert rep.robust_accuracy > 0.9
+    assert {"pgd_vs_fgsm", "noise_blackbox"} <= _warned(rep)
+
+
+def test_standard_model_is_not_flagged():
+    x, y = rl.data.load("mnist", split="test", n=100)
+    torch.manual_seed(0)
+    rep = rl.evaluate(rl.models.load("mnist-cnn"), x, y, THREAT)  # the default evaluation
+    assert rep.robust_accuracy < 0.05
+    assert _warned(rep) == set(), [d.explanation for d in rep.diagnostics if d.status == "warn"]
+    assert len(rep.diagnostics) == len(ALL)
+
+
+@pytest.mark.skipif(not weights_path("mnist-cnn-at").is_file(), reason="mnist-cnn-at weights not trained yet")
+def test_adversarially_trained_model_is_not_flagged():
+    x, y = rl.data.load("mnist", split="test", n=100)
+    torch.manual_seed(0)
+    rep = rl.evaluate(rl.models.load("mnist-cnn-at"), x, y, THREAT, "pgd-20")
+    assert rep.robust_accuracy > 0.8
+    assert _warned(rep) == set(), [d.explanation for d in rep.diagnostics if d.status == "warn"]
+
+
+def test_diagnostics_are_stored_reused_and_can_be_switched_off(pts, tmp_path):
+    x, y = pts
+    model = rl.models.load("mnist-cnn")
+    db = tmp_path / "runs.db"
+    first = rl.evaluate(model, x, y, THREAT, "pgd-5", store=db)
+    with rl.Store(db) as s:
+        stored = s.diagnostics(first.run_id)
+    assert [d["name"] for d in stored] == [d.name for d in first.diagnostics]
+    again = rl.evaluate(model, x, y, THREAT, "pgd-5", store=db)  # resumed: read back, not recomputed
+    assert again.resumed_points == 40
+    assert [dataclasses.asdict(d) for d in again.diagnostics] == [dataclasses.asdict(d) for d in first.diagnostics]
+    off = rl.evaluate(model, x, y, THREAT, "pgd-5", diagnostics=False)
+    assert off.diagnostics == []
