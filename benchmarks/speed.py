@@ -324,6 +324,8 @@ def main() -> None:
             model = robustlab.models.load("mnist-cnn")
             x, y = robustlab.data.load("mnist", split="test", n=args.n_mnist)
             rows += bench_model("mnist-cnn", model, x, y, 0.3, args)
+            print_table(rows, "cpu")  # as it goes: a long run killed later still leaves figures
+            sys.stdout.flush()
         elif name == "resnet":
             model = resnet18_cifar(args.width)
             g = torch.Generator().manual_seed(0)
@@ -331,10 +333,13 @@ def main() -> None:
             with torch.no_grad():
                 y = model(x).argmax(1)  # clean-correct by construction
             rows += bench_model(f"resnet18-w{args.width}", model, x, y, 8 / 255, args)
+            if args.models.split(",") == ["resnet"]:
+                print_table(rows, "cpu")
         else:
             raise SystemExit(f"--models: unknown model {name!r}")
-    for clock in ("cpu", "wall"):
-        print_table(rows, clock)
+    if len(args.models.split(",")) > 1:
+        print_table(rows, "cpu")  # the whole run (mnist's rows were printed as they came)
+    print_table(rows, "wall")
 
 
 if __name__ == "__main__":
