@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import robustlab as rl
-from robustlab.evaluation.diagnostics import Diagnostic, check_outputs, uses_eot
+from robustlab.evaluation.diagnostics import Diagnostic, check_outputs, run_diagnostics, uses_eot
 from robustlab.models.zoo import weights_path
 
 from masked_models import PermutedLabels, QuantizedInput, RandomizedTransform, SaturatedSoftmax
@@ -141,3 +141,24 @@ def test_diagnostics_are_stored_reused_and_can_be_switched_off(pts, tmp_path):
     assert [dataclasses.asdict(d) for d in again.diagnostics] == [dataclasses.asdict(d) for d in first.diagnostics]
     off = rl.evaluate(model, x, y, THREAT, "pgd-5", diagnostics=False)
     assert off.diagnostics == []
+
+
+def test_black_box_targets_get_only_the_checks_they_can_pay_for(pts):
+    from robustlab.models.access import LabelOnly, ScoreOnly
+
+    x, y = pts[0][:20], pts[1][:20]
+    net = rl.models.load("mnist-cnn")
+    clean = torch.ones(20, dtype=torch.bool)
+    robust = clean.clone()
+    robust[:5] = False
+    score = ScoreOnly(net)
+    names = [d.name for d in run_diagnostics(score, x, y, THREAT, [], clean_correct=clean, robust=robust)]
+    assert names == ["clean_accuracy", "softmax_outputs", "randomized_model", "noise_blackbox"]
+    assert score.queries > 0  # the target's own counter sees the diagnostics' queries
+    label = LabelOnly(lambda t: net(t).argmax(1))
+    names = [d.name for d in run_diagnostics(label, x, y, THREAT, [], clean_correct=clean, robust=robust)]
+    assert names == ["clean_accuracy", "noise_blackbox"]
+    tight = ScoreOnly(net, max_queries=60)  # enough for the two output calls, not for the noise
+    with pytest.warns(UserWarning, match="query budget ran out"):
+        diags = run_diagnostics(tight, x, y, THREAT, [], clean_correct=clean, robust=robust)
+    assert [d.name for d in diags] == ["clean_accuracy", "softmax_outputs", "randomized_model"]

@@ -26,14 +26,17 @@ The checks (names are stable; the report and the store key on them):
 Checks that need what the model does not give are left out of the list (no scores: only
 ``clean_accuracy`` and the noise part of ``noise_blackbox``; no input gradient: none of the
 gradient checks). The Square part of ``noise_blackbox`` runs when
-``robustlab.attacks.square`` is importable and the norm is linf or l2; its explanation says
-when only random noise was used.
+``robustlab.attacks.square`` is importable and the norm is linf or l2, and not on black-box
+access wrappers (each query costs there); its explanation says when only random noise was
+used. Queries to a black-box target are counted by its wrapper like any other; when its query
+budget runs out, the remaining checks are skipped with a warning.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
@@ -42,7 +45,7 @@ from torch import Tensor
 
 from robustlab.attacks.base import Counter, ModelGuard, make_generator, margin_loss
 from robustlab.attacks.gradient import FGSM, PGD
-from robustlab.models.access import n_classes_of, predict
+from robustlab.models.access import QueryBudgetExceeded, n_classes_of, predict
 from robustlab.threats import LpBall
 
 Status = Literal["pass", "warn"]
@@ -319,9 +322,9 @@ def _stronger(attacks: Sequence[object], threat: LpBall) -> tuple[list[object], 
         except (TypeError, ValueError):
             continue
     if out:
-        return out, ", ".join(str(getattr(a, "name", type(a).__name__)) for a in out)
+        return out, "doubled steps: " + ", ".join(str(getattr(a, "name", type(a).__name__)) for a in out)
     fallback = PGD(threat, steps=80, loss="margin")
-    return [fallback], fallback.name + " (no evaluation attack has steps to double)"
+    return [fallback], f"{fallback.name}, as no evaluation attack has steps to double"
 
 
 def check_more_steps(model: object, x: Tensor, y: Tensor, robust: Tensor, threat: LpBall,
@@ -336,9 +339,9 @@ def check_more_steps(model: object, x: Tensor, y: Tensor, robust: Tensor, threat
     drop = newly / n_sub
     status: Status = "warn" if (drop > STEPS_DROP_TOL and newly >= 2) else "pass"
     before = float(robust.float().mean())
-    expl = (f"robust accuracy still falls from {_pct(before)} to {_pct(before - drop)} with doubled steps "
+    expl = (f"robust accuracy still falls from {_pct(before)} to {_pct(before - drop)} with more iterations "
             f"({label}): the evaluation has not converged" if status == "warn" else
-            f"doubling the steps ({label}) changes robust accuracy by {_pct(drop)} "
+            f"more iterations ({label}) lower robust accuracy by only {_pct(drop)} "
             f"({_pct(before)} -> {_pct(before - drop)})")
     return cost.finish("more_steps", status, drop, expl, before=before, after=before - drop, attacks=label,
                        points=n_sub)
@@ -392,7 +395,7 @@ def check_noise_blackbox(model: object, x: Tensor, y: Tensor, robust: Tensor, th
     frac = (by_noise + by_square) / n_sub
     what = (f"{NOISE_SAMPLES} random-noise draws and Square-{SQUARE_QUERIES}" if square is not None else
             f"{NOISE_SAMPLES} random-noise draws (Square not run: "
-            f"{'no scores' if not scores else 'unavailable for ' + threat.norm if threat.norm == 'l1' else 'robustlab.attacks.square missing'})")
+            f"{'no scores, or a black-box target that pays per query' if not scores else 'unavailable for ' + threat.norm if threat.norm == 'l1' else 'robustlab.attacks.square missing'})")
     status: Status = "warn" if (frac > BLACKBOX_TOL and by_noise + by_square >= 2) else "pass"
     expl = (f"{what} break {by_noise + by_square} points ({_pct(frac)}) the evaluation's attacks left robust: "
             "the gradient attacks are being fooled" if status == "warn" else
@@ -479,7 +482,9 @@ def run_diagnostics(
 
     with ModelGuard(model):
         scores = _gives_scores(model)
-        n_classes = n_classes_of(model, x[:1]) if scores else int(getattr(model, "n_classes", int(y.max()) + 1))
+        n_classes = (n_classes_of(model, x[:1]) if scores else None) or getattr(model, "n_classes", None)
+        if not isinstance(n_classes, int):  # a label-only model that was not told its classes
+            n_classes = int(y.max()) + 1
         if clean_correct is None or robust is None:
             cost = _Cost(model)
             cc = predict(model, xs) == ys
@@ -494,23 +499,31 @@ def run_diagnostics(
             clean_all = clean_correct
         step("clean_accuracy")
         out.append(check_clean_accuracy(clean_all, n_classes))
+        # A black-box target (an access wrapper: HTTP, scikit-learn, ...) pays for every query:
+        # no gradients, no Square there, and the checks stop cleanly when its budget runs out.
+        remote = hasattr(model, "access") and not isinstance(model, torch.nn.Module)
+        grads = scores and not remote and _gives_gradients(model, xs[:1])
+        checks: list[tuple[str, Callable[[], Any]]] = []
         if scores:
-            step("softmax_outputs")
-            out.extend(check_outputs(model, xs, attacks))
-        if scores and _gives_gradients(model, xs[:1]):
+            checks.append(("softmax_outputs", lambda: check_outputs(model, xs, attacks)))
+        if grads:
             cidx = cc.nonzero().squeeze(1)
             if cidx.numel():
-                step("gradients")
-                out.extend(check_gradients(model, xs[cidx], ys[cidx], threat))
-            step("accuracy_vs_eps")
-            out.extend(check_eps_sweep(model, xs, ys, cc, threat, seed))
-            step("more_steps")
-            out.append(check_more_steps(model, xs, ys, rb, threat, attacks, seed))
-        step("noise_blackbox")
-        out.append(check_noise_blackbox(model, xs, ys, rb, threat, seed, scores))
-        if scores and _gives_gradients(model, xs[:1]):
-            step("pgd_vs_fgsm")
-            out.append(check_pgd_vs_fgsm(model, xs, ys, cc, rb, threat, seed))
+                checks.append(("gradients", lambda: check_gradients(model, xs[cidx], ys[cidx], threat)))
+            checks.append(("accuracy_vs_eps", lambda: check_eps_sweep(model, xs, ys, cc, threat, seed)))
+            checks.append(("more_steps", lambda: check_more_steps(model, xs, ys, rb, threat, attacks, seed)))
+        checks.append(("noise_blackbox",
+                       lambda: check_noise_blackbox(model, xs, ys, rb, threat, seed, scores and not remote)))
+        if grads:
+            checks.append(("pgd_vs_fgsm", lambda: check_pgd_vs_fgsm(model, xs, ys, cc, rb, threat, seed)))
+        for name, fn in checks:
+            step(name)
+            try:
+                found = fn()
+            except QueryBudgetExceeded as e:
+                warnings.warn(f"diagnostics stopped at {name}: the model's query budget ran out ({e})", stacklevel=2)
+                break
+            out.extend(found if isinstance(found, list) else [found])
     return out
 
 

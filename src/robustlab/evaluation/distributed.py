@@ -111,7 +111,8 @@ def evaluate_distributed(
     n = x.shape[0]
     with ModelGuard(model):
         n_classes = runner.n_classes_of(model, x[:1])
-    runner.check_labels_in_range(y, n_classes)
+    if n_classes is not None:  # None: a label-only model that was not told its classes
+        runner.check_labels_in_range(y, n_classes)
 
     run_id, config, model_hash, data_sha = run_identity(model, x, y, threat, attack_list, batch_size, seed)
     data_desc = dict(data or {})

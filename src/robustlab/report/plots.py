@@ -56,7 +56,7 @@ def accuracy_vs_eps(threat_eps: float, norm: str, robust_accuracy: float,
     if sweep and max(float(p[0]) for p in sweep) > 4 * max(threat_eps, 1e-12):
         ax.set_xscale("symlog", linthresh=max(threat_eps / 4, 1e-6))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="best", framealpha=0.85)
     ax.set_title("Robust accuracy vs eps")
     return _png(fig)
 
