@@ -54,7 +54,8 @@ class Queries:
         self.model = model
         self.per_sample = torch.zeros(n, dtype=torch.int64, device=device)
         self.total = 0
-        self.n_classes: int | None = None
+        k = getattr(model, "n_classes", None)  # a wrapper told its classes (LabelOnly(..., n_classes=10))
+        self.n_classes: int | None = k if isinstance(k, int) and not isinstance(k, bool) else None
         self.exhausted = False
 
     def _record(self, idx: Tensor, m: int) -> None:

@@ -1,0 +1,484 @@
+"""Decision-based attacks: they see only the predicted label. HopSkipJump (Chen, Jordan and
+Wainwright 2020; L2 and Linf) and the Boundary attack (Brendel, Rauber and Bethge 2018; L2).
+
+Both are minimum-norm attacks: they start from a misclassified point, walk along the decision
+boundary towards the clean input, and return the closest misclassified point found. Given
+``eps``, a point stops as soon as it is within ``eps``, and a point that never gets there is
+returned unchanged (clean) and counted a failure, so every returned point lies in the ball.
+
+Batched: all points of a batch move in lock-step, each phase querying only the points that
+still need it; the per-sample queries are counted, and no point goes past ``max_queries``.
+
+Starting points, in order: ``starting_points`` if given; else (``init="batch"``) the nearest
+other input of the same batch whose label (from the clean query, already paid for) is
+adversarial for this point; else uniform noise, up to ``init_tries`` queries. A binary search
+between the clean input and the start then finds the boundary.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from robustlab.attacks._blackbox import (
+    Queries,
+    QueryBudgetExceeded,
+    budget_stop,
+    check_blackbox_inputs,
+    check_labels,
+)
+from robustlab.attacks.base import ModelGuard, make_generator
+from robustlab.results import AttackResult
+from robustlab.threats import LpBall
+from robustlab.validation import check_inputs, check_nonneg_float, check_positive_int
+
+_CHUNK = 16384  # inputs per model call in the gradient estimate
+
+
+def _bshape(v: Tensor, like: Tensor) -> Tensor:
+    return v.reshape((-1,) + (1,) * (like.dim() - 1))
+
+
+class _Walk:
+    """What the decision attacks share: the adversarial criterion, the budget, the starting
+    points and the binary search to the boundary."""
+
+    def __init__(self, attack, q: Queries, x: Tensor, y: Tensor, target: Tensor | None, norm: str) -> None:
+        self.attack = attack
+        self.q = q
+        self.x = x
+        self.y = y
+        self.target = target
+        self.norm = norm
+        self.geom = LpBall(norm, 0.0)  # type: ignore[arg-type]
+        self.n = x.shape[0]
+        self.dim = x[0].numel()
+        dev = x.device
+        self.adv = x.clone()  # current boundary point (valid where found)
+        self.found = torch.zeros(self.n, dtype=torch.bool, device=dev)
+        self.dist = torch.full((self.n,), math.inf, device=dev, dtype=x.dtype)
+        self.best = x.clone()  # closest adversarial point seen (valid where found)
+        self.best_dist = torch.full((self.n,), math.inf, device=dev, dtype=x.dtype)
+        self.clean_pred = torch.full((self.n,), -1, dtype=torch.int64, device=dev)
+
+    def room(self, idx: Tensor) -> Tensor:
+        return self.attack.max_queries - self.q.per_sample[idx]
+
+    def is_adv(self, pts: Tensor, idx: Tensor) -> Tensor:
+        pred = self.q.labels(pts, idx)
+        return pred == self.target[idx] if self.target is not None else pred != self.y[idx]
+
+    def keep_best(self, idx: Tensor, pts: Tensor) -> None:
+        if idx.numel() == 0:
+            return
+        d = self.geom.distance(pts, self.x[idx])
+        better = d < self.best_dist[idx]
+        self.best[idx[better]] = pts[better]
+        self.best_dist[idx[better]] = d[better]
+
+    # -- start --------------------------------------------------------------------------------
+    def start(self, starting_points: Tensor | None, init: str, tries: int, gen: torch.Generator) -> Tensor:
+        """Clean query, then a starting point for every point that is not already misclassified.
+        Returns the (N,) bool mask of clean-misclassified points."""
+        x, n = self.x, self.n
+        everyone = torch.arange(n, device=x.device)
+        pred = self.q.labels(x, everyone)
+        check_labels(self.y, self.target, self.q.n_classes)
+        self.clean_pred = pred
+        clean_adv = pred == self.target if self.target is not None else pred != self.y
+        self.found |= clean_adv
+        self.adv[clean_adv] = x[clean_adv]
+        self.dist[clean_adv] = 0.0
+        self.best_dist[clean_adv] = 0.0
+        need = ~clean_adv
+        cand = torch.zeros_like(x)
+        have = torch.zeros(n, dtype=torch.bool, device=x.device)
+        if starting_points is not None and bool(need.any()):
+            idx = need.nonzero().squeeze(1)
+            ok = self.is_adv(starting_points[idx], idx)
+            cand[idx[ok]] = starting_points[idx[ok]]
+            have[idx[ok]] = True
+        if init == "batch":
+            rest = (need & ~have).nonzero().squeeze(1)
+            if rest.numel():
+                # Inputs of this batch whose (already known) label is adversarial for point i.
+                lab = self.y[rest] if self.target is None else self.target[rest]
+                ok = (pred[None, :] != lab[:, None]) if self.target is None else (pred[None, :] == lab[:, None])
+                d = torch.cdist(x[rest].flatten(1), x.flatten(1)) if self.norm == "l2" else \
+                    (x[rest].flatten(1)[:, None] - x.flatten(1)[None]).abs().amax(dim=2)
+                d = d.masked_fill(~ok, math.inf)
+                dmin, j = d.min(dim=1)
+                got = torch.isfinite(dmin)
+                cand[rest[got]] = x[j[got]]
+                have[rest[got]] = True
+        for _ in range(tries):
+            rest = (need & ~have & (self.q.per_sample < self.attack.max_queries)).nonzero().squeeze(1)
+            if rest.numel() == 0:
+                break
+            noise = torch.rand((rest.numel(),) + tuple(x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
+            ok = self.is_adv(noise, rest)
+            cand[rest[ok]] = noise[ok]
+            have[rest[ok]] = True
+        idx = (need & have).nonzero().squeeze(1)
+        if idx.numel():
+            self.found[idx] = True
+            self.adv[idx] = cand[idx]
+            self.keep_best(idx, cand[idx])
+            self.dist[idx] = self.geom.distance(cand[idx], x[idx])
+            self.to_boundary(idx, self.default_tol(idx))
+        return clean_adv
+
+    def default_tol(self, idx: Tensor) -> Tensor:
+        theta = self.theta
+        if self.norm == "l2":
+            return torch.full((idx.numel(),), theta, device=self.x.device, dtype=self.x.dtype)
+        return torch.clamp(self.dist[idx] * theta, max=theta)
+
+    @property
+    def theta(self) -> float:
+        g = getattr(self.attack, "gamma", 1.0)
+        return g / (self.dim ** 1.5) if self.norm == "l2" else g / (self.dim ** 2)
+
+    def _blend(self, idx: Tensor, a: Tensor) -> Tensor:
+        x, adv = self.x[idx], self.adv[idx]
+        if self.norm == "l2":
+            a = _bshape(a, x)
+            return (1 - a) * x + a * adv
+        a = _bshape(a, x)
+        return torch.minimum(torch.maximum(adv, x - a), x + a)
+
+    def to_boundary(self, idx: Tensor, tol: Tensor) -> None:
+        """Binary search between the clean input and ``adv`` (adversarial) for points ``idx``:
+        ``adv`` becomes the adversarial end of the final bracket (l2: blend factor; linf: the
+        clip radius; the bracket ends below ``tol``)."""
+        if idx.numel() == 0:
+            return
+        if self.norm == "l2":
+            hi = torch.ones(idx.numel(), device=self.x.device, dtype=self.x.dtype)
+        else:
+            hi = self.geom.distance(self.adv[idx], self.x[idx])
+        lo = torch.zeros_like(hi)
+        while True:
+            go = ((hi - lo) > tol) & (self.room(idx) > 0)
+            if not bool(go.any()):
+                break
+            sub = go.nonzero().squeeze(1)
+            mid = (hi[sub] + lo[sub]) / 2
+            pts = self._blend(idx[sub], mid)
+            ok = self.is_adv(pts, idx[sub])
+            hi[sub[ok]] = mid[ok]
+            lo[sub[~ok]] = mid[~ok]
+        pts = self._blend(idx, hi)
+        # hi == 1 (l2) or the full radius (linf) is the old point itself, known adversarial;
+        # any other hi was queried and found adversarial.
+        self.adv[idx] = pts
+        self.dist[idx] = self.geom.distance(pts, self.x[idx])
+        self.keep_best(idx, pts)
+
+    # -- result -------------------------------------------------------------------------------
+    def result(self, eps: float | None, clean_adv: Tensor) -> AttackResult:
+        x = self.x
+        if eps is None:
+            success = self.found.clone()
+            x_adv = torch.where(_bshape(self.found, x), self.best, x)
+        else:
+            within = self.found & (self.best_dist <= eps)
+            success = within | clean_adv
+            x_adv = torch.where(_bshape(within, x), self.best, x)
+        x_adv = x_adv.detach()
+        return AttackResult(x_adv=x_adv, success=success, distance=self.geom.distance(x_adv, x),
+                            forward_calls=self.q.total, backward_calls=0, queries=self.q.per_sample.clone())
+
+
+def _check_common(attack) -> None:
+    check_positive_int(attack.max_queries, "max_queries")
+    if attack.eps is not None:
+        check_nonneg_float(attack.eps, "eps")
+    if attack.init not in ("batch", "noise"):
+        raise ValueError(f"init: expected 'batch' or 'noise', got {attack.init!r}")
+    check_positive_int(attack.init_tries, "init_tries", minimum=0)
+
+
+def _check_call(model: object, x: Tensor, y: Tensor, target: Tensor | None, starting_points: Tensor | None):
+    check_blackbox_inputs(model, x, y, target)
+    if starting_points is not None:
+        check_inputs(starting_points, name_x="starting_points")
+        if starting_points.shape != x.shape:
+            raise ValueError(f"starting_points: expected shape {tuple(x.shape)} like x, got {tuple(starting_points.shape)}")
+        starting_points = starting_points.to(x)
+    return y.to(torch.int64), None if target is None else target.to(torch.int64), starting_points
+
+
+@dataclass(frozen=True)
+class HopSkipJump:
+    """HopSkipJump (Chen et al. 2020): decision-based, minimum-norm, L2 or Linf.
+
+    Each iteration estimates the boundary's normal from the labels of ``init_evals *
+    sqrt(t)`` random probes around the current boundary point, steps along it (geometric step
+    search: halve until the point is adversarial again) and binary-searches back to the
+    boundary.
+
+    Args:
+        norm: "l2" or "linf".
+        max_queries: per-sample query budget, every query counted (clean input included).
+        steps: iterations (40 in the paper).
+        gamma: sets the binary-search tolerance and the probe radius (1 in the paper).
+        init_evals: probes in the first gradient estimate (100); t-th: init_evals * sqrt(t).
+        max_evals: cap on the probes of one estimate (10,000).
+        eps: stop a point once within eps; without it, run to the budget (minimum norm).
+        init: "batch" (nearest adversarial input of the same batch, else noise) or "noise".
+        init_tries: uniform-noise queries per point when looking for a start.
+        seed: seed of the probes and noise.
+    """
+
+    norm: str = "l2"
+    max_queries: int = 10000
+    steps: int = 40
+    gamma: float = 1.0
+    init_evals: int = 100
+    max_evals: int = 10000
+    eps: float | None = None
+    init: str = "batch"
+    init_tries: int = 100
+    seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        if self.norm not in ("l2", "linf"):
+            raise ValueError(f"norm: expected 'l2' or 'linf', got {self.norm!r}")
+        _check_common(self)
+        check_positive_int(self.steps, "steps")
+        check_positive_int(self.init_evals, "init_evals")
+        check_positive_int(self.max_evals, "max_evals")
+        if check_nonneg_float(self.gamma, "gamma") <= 0:
+            raise ValueError(f"gamma: expected a number > 0, got {self.gamma!r}")
+
+    @property
+    def name(self) -> str:
+        return f"HopSkipJump-{self.norm}-{self.max_queries}"
+
+    def __call__(self, model: object, x: Tensor, y: Tensor, *, target: Tensor | None = None,
+                 starting_points: Tensor | None = None) -> AttackResult:
+        """Attack a batch.
+
+        Args:
+            model: anything that answers labels: ``LabelOnly``, ``HTTPModel``, a score callable
+                or an nn.Module (arg-max of its outputs).
+            x: (N, ...) clean inputs in [0, 1]; y: (N,) int64 true labels.
+            target: (N,) target classes for a targeted attack, or None.
+            starting_points: (N, ...) optional adversarial starts (e.g. target-class images).
+        """
+        y, target, starting_points = _check_call(model, x, y, target, starting_points)
+        gen = make_generator(self.seed, x.device)
+        with ModelGuard(model):
+            q = Queries(model, x.shape[0], x.device)
+            w = _Walk(self, q, x, y, target, self.norm)
+            clean_adv = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+            try:
+                clean_adv = w.start(starting_points, self.init, self.init_tries, gen)
+                self._iterate(w, gen)
+            except QueryBudgetExceeded as e:
+                budget_stop(self.name, e, q)
+        return w.result(self.eps, clean_adv)
+
+    def _iterate(self, w: _Walk, gen: torch.Generator) -> None:
+        x, dim = w.x, w.dim
+        theta = w.theta
+        reserve = 2 + int(math.ceil(math.log2(max(1.0 / theta, 2.0))))  # a step and a binary search
+        done = ~w.found | (w.dist == 0)
+        for t in range(1, self.steps + 1):
+            if self.eps is not None:
+                done |= w.best_dist <= self.eps
+            idx = (~done & (w.room(torch.arange(w.n, device=x.device)) > reserve)).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            # Probes: init_evals * sqrt(t), capped, and cut to what the budget leaves.
+            b_t = min(int(self.init_evals * math.sqrt(t)), self.max_evals)
+            b = torch.clamp(w.room(idx) - reserve, max=b_t)
+            if t == 1:
+                delta = torch.full((idx.numel(),), 0.1, device=x.device, dtype=x.dtype)
+            else:
+                scale = math.sqrt(dim) * theta if self.norm == "l2" else dim * theta
+                delta = w.dist[idx] * scale
+            v = self._estimate(w, idx, b, delta, gen)
+            if self.norm == "l2":
+                upd = v / _bshape(v.flatten(1).norm(dim=1).clamp_min(1e-12), v)
+            else:
+                upd = v.sign()
+            # Geometric step search from dist / sqrt(t), halving until adversarial.
+            step = w.dist[idx] / math.sqrt(t)
+            pending = torch.ones(idx.numel(), dtype=torch.bool, device=x.device)
+            new = w.adv[idx].clone()
+            for _ in range(30):
+                pending &= w.room(idx) > 0
+                if not bool(pending.any()):
+                    break
+                sub = pending.nonzero().squeeze(1)
+                cand = (w.adv[idx[sub]] + _bshape(step[sub], upd) * upd[sub]).clamp(0.0, 1.0)
+                ok = w.is_adv(cand, idx[sub])
+                new[sub[ok]] = cand[ok]
+                pending[sub[ok]] = False
+                step[sub[~ok]] /= 2
+            moved = ~pending
+            mi = idx[moved]
+            w.adv[mi] = new[moved]
+            w.dist[mi] = w.geom.distance(new[moved], x[mi])
+            w.keep_best(mi, new[moved])
+            w.to_boundary(mi, w.default_tol(mi))
+            done[idx[pending]] |= w.room(idx[pending]) <= reserve
+
+    def _estimate(self, w: _Walk, idx: Tensor, b: Tensor, delta: Tensor, gen: torch.Generator) -> Tensor:
+        """Monte-Carlo estimate of the boundary normal at ``w.adv[idx]`` from ``b[i]`` probes each
+        (labels only), with the mean-baseline of the paper; probes clipped to the box."""
+        x = w.x
+        out = torch.zeros((idx.numel(),) + tuple(x.shape[1:]), device=x.device, dtype=x.dtype)
+        bmax = int(b.max())
+        if bmax <= 0:
+            return out
+        per = max(1, _CHUNK // bmax)
+        for s in range(0, idx.numel(), per):
+            ii = idx[s:s + per]
+            bi, di = b[s:s + per], delta[s:s + per]
+            m = ii.numel()
+            u = torch.randn((m, bmax) + tuple(x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
+            u = u / u.flatten(2).norm(dim=2).clamp_min(1e-12).reshape((m, bmax) + (1,) * (x.dim() - 1))
+            base = w.adv[ii][:, None]
+            dd = di.reshape((m, 1) + (1,) * (x.dim() - 1))
+            pts = (base + dd * u).clamp(0.0, 1.0)
+            u = (pts - base) / dd
+            valid = torch.arange(bmax, device=x.device)[None, :] < bi[:, None]  # (m, bmax)
+            owner = ii[:, None].expand(m, bmax)[valid]
+            ok = w.is_adv(pts[valid], owner)
+            phi = torch.zeros((m, bmax), device=x.device, dtype=x.dtype)
+            phi[valid] = ok.to(x.dtype) * 2 - 1
+            cnt = bi.clamp_min(1).to(x.dtype)
+            mean = phi.sum(dim=1) / cnt
+            mixed = (mean.abs() < 1)[:, None]
+            # Subtracting the mean cuts the variance, unless every probe agreed.
+            phi = torch.where(valid & mixed, phi - mean[:, None], phi)
+            phi = phi * valid
+            out[s:s + per] = (phi.reshape((m, bmax) + (1,) * (x.dim() - 1)) * u).sum(dim=1) / _bshape(cnt, u[:, 0])
+        return out
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """The Boundary attack (Brendel et al. 2018): decision-based random walk, L2.
+
+    From a misclassified start, each step proposes a random move along the sphere around the
+    clean input (``spherical_step`` times the current distance); where that stays adversarial
+    it adds a move towards the clean input (``source_step`` times the distance), and keeps it if
+    the label stays adversarial. Each step size adapts to its own acceptance rate over the last
+    ``adapt_every`` steps (grow above 1/2, shrink below 1/5). One or two queries per step.
+
+    Args:
+        max_queries: per-sample query budget (clean input included).
+        spherical_step, source_step: initial relative step sizes.
+        step_adaptation: factor by which the steps grow (rate > 1/2) or shrink (rate < 1/5).
+        adapt_every: steps between adaptations.
+        eps: stop a point once within eps (L2); without it, run to the budget.
+        init, init_tries, seed: as for :class:`HopSkipJump`.
+    """
+
+    max_queries: int = 5000
+    spherical_step: float = 0.01
+    source_step: float = 0.01
+    step_adaptation: float = 1.5
+    adapt_every: int = 10
+    eps: float | None = None
+    init: str = "batch"
+    init_tries: int = 100
+    seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        for name in ("spherical_step", "source_step"):
+            v = check_nonneg_float(getattr(self, name), name)
+            if not 0 < v < 1:
+                raise ValueError(f"{name}: expected a number in (0, 1), got {v}")
+        if check_nonneg_float(self.step_adaptation, "step_adaptation") <= 1:
+            raise ValueError(f"step_adaptation: expected a number > 1, got {self.step_adaptation}")
+        check_positive_int(self.adapt_every, "adapt_every")
+
+    @property
+    def name(self) -> str:
+        return f"Boundary-{self.max_queries}"
+
+    @property
+    def norm(self) -> str:
+        return "l2"
+
+    def __call__(self, model: object, x: Tensor, y: Tensor, *, target: Tensor | None = None,
+                 starting_points: Tensor | None = None) -> AttackResult:
+        """Attack a batch; arguments as for :class:`HopSkipJump`."""
+        y, target, starting_points = _check_call(model, x, y, target, starting_points)
+        gen = make_generator(self.seed, x.device)
+        with ModelGuard(model):
+            q = Queries(model, x.shape[0], x.device)
+            w = _Walk(self, q, x, y, target, "l2")
+            clean_adv = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+            try:
+                clean_adv = w.start(starting_points, self.init, self.init_tries, gen)
+                self._walk(w, gen)
+            except QueryBudgetExceeded as e:
+                budget_stop(self.name, e, q)
+        return w.result(self.eps, clean_adv)
+
+    def _walk(self, w: _Walk, gen: torch.Generator) -> None:
+        x, n = w.x, w.n
+        sph = torch.full((n,), self.spherical_step, device=x.device, dtype=x.dtype)
+        src = torch.full((n,), self.source_step, device=x.device, dtype=x.dtype)
+        # Acceptance counts since the last adaptation: spherical proposals, and full proposals.
+        s_ok, s_try = torch.zeros(n, device=x.device), torch.zeros(n, device=x.device)
+        f_ok, f_try = torch.zeros(n, device=x.device), torch.zeros(n, device=x.device)
+        everyone = torch.arange(n, device=x.device)
+        f = self.step_adaptation
+        while True:
+            live = w.found & (w.dist > 0) & (w.room(everyone) > 0)
+            if self.eps is not None:
+                live &= w.best_dist > self.eps
+            idx = live.nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            xi, adv = x[idx], w.adv[idx]
+            d = adv - xi
+            r = d.flatten(1).norm(dim=1)
+            dn = d / _bshape(r.clamp_min(1e-12), d)
+            eta = torch.randn(adv.shape, generator=gen, device=x.device, dtype=x.dtype)
+            eta = eta - _bshape((eta * dn).flatten(1).sum(dim=1), eta) * dn  # orthogonal to d
+            eta = eta / _bshape(eta.flatten(1).norm(dim=1).clamp_min(1e-12), eta) * _bshape(sph[idx] * r, eta)
+            on_sphere = d + eta
+            on_sphere = on_sphere * _bshape(r / on_sphere.flatten(1).norm(dim=1).clamp_min(1e-12), d)
+            # First the move along the sphere alone (its success rate tunes the spherical step),
+            # then, where that stayed adversarial, the move towards the clean input as well.
+            s_ok_now = w.is_adv((xi + on_sphere).clamp(0.0, 1.0), idx)
+            s_try[idx] += 1
+            s_ok[idx] += s_ok_now.float()
+            go = s_ok_now & (w.room(idx) > 0)
+            sub = go.nonzero().squeeze(1)
+            if sub.numel():
+                ii = idx[sub]
+                cand = (xi[sub] + on_sphere[sub] * _bshape(1 - src[ii], d[sub])).clamp(0.0, 1.0)
+                ok = w.is_adv(cand, ii)
+                f_try[ii] += 1
+                f_ok[ii] += ok.float()
+                cd = w.geom.distance(cand, xi[sub])
+                ok &= cd < w.dist[ii]
+                acc = ii[ok]
+                w.adv[acc] = cand[ok]
+                w.dist[acc] = cd[ok]
+                w.keep_best(acc, cand[ok])
+            due = idx[s_try[idx] >= self.adapt_every]
+            if due.numel():
+                rate = s_ok[due] / s_try[due]
+                sph[due] = torch.where(rate > 0.5, sph[due] * f, torch.where(rate < 0.2, sph[due] / f, sph[due]))
+                sph[due] = sph[due].clamp(1e-7, 0.5)
+                tried = f_try[due]
+                frate = f_ok[due] / tried.clamp_min(1)
+                up, down = (tried > 0) & (frate > 0.5), (tried > 0) & (frate < 0.2)
+                src[due] = torch.where(up, src[due] * f, torch.where(down, src[due] / f, src[due])).clamp(1e-7, 0.5)
+                s_ok[due] = 0
+                s_try[due] = 0
+                f_ok[due] = 0
+                f_try[due] = 0
