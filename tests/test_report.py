@@ -121,7 +121,8 @@ def test_leaderboard_ranks_per_data_and_threat(store):
     ranked = groups[0].entries
     robust = [e.robust_accuracy for e in ranked]
     assert robust == sorted(robust, reverse=True) and robust[0] > robust[-1]
-    assert ranked[0].attacks == ["FGSM"]  # the weakest attack gives the highest (least honest) number
+    assert ranked[0].attacks == ["FGSM"]  # the weakest attack gives the highest (least honest) number ...
+    assert "more_steps" in ranked[0].warnings  # ... and its diagnostics say so next to it
     assert [e.rank for e in ranked] == [1, 2, 3]
     assert [e.diagnosed for e in ranked if e.attacks != ["FGSM"]] == [False, False]
     page = render_leaderboard(groups, unfinished, "runs.db")
@@ -134,7 +135,7 @@ def test_leaderboard_cli_table(store, capsys):
     assert main(["leaderboard", str(db)]) == 0
     out = capsys.readouterr().out
     assert "mnist/test[0:40], threat linf:0.1" in out and "mnist/test[100:120]" in out
-    assert "not run" in out and "all pass" in out  # diagnostics, or their absence, next to each number
+    assert "not run" in out and "warn: " in out  # diagnostics, or their absence, next to each number
     wide = Console(width=400, record=True)
     for t in rich_tables(leaderboard(db)[0]):
         wide.print(t)

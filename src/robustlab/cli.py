@@ -191,6 +191,14 @@ def _merge_config(ctx: typer.Context, path: Optional[Path], cli: dict, load_conf
                 values[k] = v
     if not values.get("model"):
         raise ValueError("Missing option '--model' (or a --config file with a [model] name)")
+    import os
+
+    # Paths absolute, so the stored config means the same thing from any working folder.
+    for k in ("weights", "store"):
+        if values.get(k):
+            values[k] = os.path.abspath(values[k])
+    if str(values["model"]).endswith(".py"):
+        values["model"] = os.path.abspath(values["model"])
     return EvalConfig(**values)
 
 
