@@ -33,10 +33,12 @@ def _col(v: Tensor, like: Tensor) -> Tensor:
     return v.reshape((-1,) + (1,) * (like.dim() - 1))
 
 
-def logit_diff_grads(counter: Counter, x: Tensor, y: Tensor, classes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def logit_diff_grads(counter: Counter, x: Tensor, y: Tensor | None, classes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Logits (N, K) at ``x``, the differences f_c - f_y (N, M) for the classes ``classes``
     (N, M), and their input gradients (N, M, ...).
 
+    ``y`` None: the reference class is, per sample, the most likely class other than
+    ``classes[:, 0]`` at ``x`` (the binding competitor of a targeted attack).
     Counted as one forward and M backward passes per sample (one backward per column).
     """
     n, m = classes.shape
@@ -44,6 +46,8 @@ def logit_diff_grads(counter: Counter, x: Tensor, y: Tensor, classes: Tensor) ->
     grads = []
     with torch.enable_grad():
         out = counter.model(xg)
+        if y is None:
+            y = out.detach().scatter(1, classes[:, :1], float("-inf")).argmax(dim=1)
         diffs = out.gather(1, classes) - out.gather(1, y[:, None])
         for j in range(m):
             (g,) = torch.autograd.grad(diffs[:, j].sum(), xg, retain_graph=j < m - 1)

@@ -1,0 +1,172 @@
+"""robustlab's standard ensemble vs torchattacks' AutoAttack, same model, same points.
+
+    python benchmarks/autoattack_compare.py [--n 1000] [--threads 1] [--settings at-linf,std-l2]
+
+Settings:
+    at-linf   the shipped adversarially trained MNIST model (mnist-cnn-at), Linf eps 0.3
+    std-l2    the shipped standard MNIST model (mnist-cnn), L2 eps 1.5
+
+Both sides run AutoAttack's standard version: APGD-CE, APGD-T (9 targets), FAB-T (9 targets),
+Square (5000 queries), each on the points the earlier attacks left robust. torchattacks'
+AutoAttack class runs its APGD, APGD-T and FAB at 10 steps by default; the reference standard
+budget is 100, so this script builds torchattacks' own APGD / APGDT / FAB / Square with
+steps=100 (n_queries=5000) and chains them exactly as its MultiAttack does (the next attack
+only on the points still classified correctly). Seeds 0 on both sides.
+
+Passes are counted the same way on both sides, by a wrapper around the model: every forward
+pass (per sample) and every backward pass through the model's output (per sample) is counted,
+including clean and verification passes. Robust accuracy is recomputed here from each side's
+returned points (points outside the ball would be reported; none are expected).
+
+Needs torchattacks (``pip install --no-deps torchattacks==3.5.1``); never imported by robustlab.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+
+import torch
+from torch import nn
+
+import robustlab as rl
+from robustlab.evaluation.presets import build_attacks
+
+
+class CountingModel(nn.Module):
+    """Counts forward passes and backward passes through the output, per sample."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forward_calls = 0
+        self.backward_calls = 0
+        self.eval()
+
+    def reset(self) -> None:
+        self.forward_calls = 0
+        self.backward_calls = 0
+
+    def _count_backward(self, n: int) -> None:
+        self.backward_calls += n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        n = x.shape[0]
+        self.forward_calls += n
+        if out.requires_grad:
+            out.register_hook(lambda g: self._count_backward(n))
+        return out
+
+
+SETTINGS = {
+    "at-linf": ("mnist-cnn-at", "linf", 0.3),
+    "std-l2": ("mnist-cnn", "l2", 1.5),
+}
+
+
+def run_ours(model: CountingModel, x, y, threat, batch_size: int):
+    model.reset()
+    t0 = time.time()
+    rep = rl.evaluate(model, x, y, threat, attacks=build_attacks("standard", threat), batch_size=batch_size, seed=0,
+                      diagnostics=False)  # the gradient-masking checks are not part of AutoAttack
+    wall = time.time() - t0
+    rows = [(s.name, s.robust_accuracy, s.forward_calls + s.backward_calls, s.seconds) for s in rep.attacks]
+    return rep.robust_accuracy, rep.clean_accuracy, model.forward_calls, model.backward_calls, wall, rows
+
+
+def run_torchattacks(model: CountingModel, x, y, threat, batch_size: int):
+    import torchattacks as ta
+
+    norm = {"linf": "Linf", "l2": "L2"}[threat.norm]
+    eps = threat.eps
+    attacks = [
+        ("APGD-CE", ta.APGD(model, norm=norm, eps=eps, steps=100, n_restarts=1, loss="ce", seed=0)),
+        ("APGD-T", ta.APGDT(model, norm=norm, eps=eps, steps=100, n_restarts=1, n_classes=10, seed=0)),
+        ("FAB-T", ta.FAB(model, norm=norm, eps=eps, steps=100, n_restarts=1, multi_targeted=True, n_classes=10, seed=0)),
+        ("Square", ta.Square(model, norm=norm, eps=eps, n_queries=5000, n_restarts=1, seed=0)),
+    ]
+    model.reset()
+    n = x.shape[0]
+    t0 = time.time()
+    x_adv = x.clone()
+    robust = torch.ones(n, dtype=torch.bool)
+    rows = []
+    for name, atk in attacks:
+        ta0 = time.time()
+        f0, b0 = model.forward_calls, model.backward_calls
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(n, start + batch_size))
+            idx = idx[robust[idx]]
+            if idx.numel() == 0:
+                continue
+            adv = atk(x[idx], y[idx])
+            with torch.no_grad():
+                pred = model(adv).argmax(dim=1)  # MultiAttack's check after each attack
+            broken = pred != y[idx]
+            x_adv[idx[broken]] = adv[broken]
+            robust[idx[broken]] = False
+        rows.append((name, float(robust.float().mean()), model.forward_calls - f0 + model.backward_calls - b0,
+                     time.time() - ta0))
+    wall = time.time() - t0
+    with torch.no_grad():
+        final = model.model(x_adv).argmax(dim=1) != y
+    dist = threat.distance(x_adv.detach(), x)
+    if float(dist.max()) > eps + 1e-5:
+        print(f"warning: torchattacks returned points up to {float(dist.max()):.4g} > eps {eps}", file=sys.stderr)
+    rob = 1.0 - float(final.float().mean())
+    return rob, model.forward_calls, model.backward_calls, wall, rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1000, help="first N MNIST test points")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--settings", default="at-linf,std-l2")
+    ap.add_argument("--only", choices=["ours", "torchattacks", "both"], default="both")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    x, y = rl.data.load("mnist", split="test", n=args.n)
+    print(f"# robustlab standard ensemble vs torchattacks AutoAttack (APGD/APGD-T/FAB at 100 steps, Square 5000)\n")
+    print(f"command: python benchmarks/autoattack_compare.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, first {args.n} MNIST test points\n")
+    for key in [s.strip() for s in args.settings.split(",") if s.strip()]:
+        name, norm, eps = SETTINGS[key]
+        threat = rl.LpBall(norm, eps)
+        model = CountingModel(rl.models.load(name))
+        print(f"## {name}, {threat}\n")
+        res = {}
+        if args.only in ("ours", "both"):
+            res["robustlab"] = run_ours(model, x, y, threat, args.batch_size)
+        if args.only in ("torchattacks", "both"):
+            res["torchattacks"] = run_torchattacks(model, x, y, threat, args.batch_size)
+        print("| implementation | clean acc | robust acc | forward | backward | fwd+bwd | wall s |")
+        print("|---|---|---|---|---|---|---|")
+        for impl, r in res.items():
+            if impl == "robustlab":
+                rob, clean, fw, bw, wall, _ = r
+            else:
+                rob, fw, bw, wall, _ = r
+                clean = float("nan")
+            c = f"{clean:.2%}" if clean == clean else "-"
+            print(f"| {impl} | {c} | {rob:.2%} | {fw:,} | {bw:,} | {fw + bw:,} | {wall:.0f} |")
+        print("\nper attack (robust accuracy after it, passes it spent, seconds):\n")
+        print("| implementation | attack | robust acc after | fwd+bwd | s |")
+        print("|---|---|---|---|---|")
+        for impl, r in res.items():
+            for a, acc, passes, sec in r[-1]:
+                print(f"| {impl} | {a} | {acc:.2%} | {passes:,} | {sec:.0f} |")
+        if len(res) == 2:
+            ours, theirs = res["robustlab"], res["torchattacks"]
+            d_pp = 100 * (ours[0] - theirs[0])
+            ratio = (ours[2] + ours[3]) / max(1, theirs[1] + theirs[2])
+            print(f"\nrobust accuracy difference (ours - theirs): {d_pp:+.1f} pp (target <= +0.2); "
+                  f"passes ours/theirs: {ratio:.2f} (target <= 1); wall ours/theirs: {ours[4] / max(theirs[3], 1e-9):.2f}\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
