@@ -311,8 +311,9 @@ def runs(store: Path = typer.Argument(..., help="SQLite result store")) -> None:
     for r in rows:
         s = r.summary or {}
         t.add_row(r.run_id, datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"), r.status,
-                  str(r.data.get("model", r.model_hash[:12])),
-                  f"{r.data.get('name', '?')}/{r.data.get('split', '?')}", r.threat, ", ".join(r.attacks),
+                  escape(str(r.data.get("model", r.model_hash[:12]))),
+                  escape(f"{r.data.get('name', '?')}/{r.data.get('split', '?')}"), r.threat,
+                  escape(", ".join(r.attacks)),
                   f"{r.points_done}/{r.n}",
                   f"{100 * s['clean_accuracy']:.2f}%" if "clean_accuracy" in s else "-",
                   f"{100 * s['robust_accuracy']:.2f}%" if "robust_accuracy" in s else "-")
