@@ -50,7 +50,7 @@ def test_attack_names_parse():
 
 def test_evaluate_standard_has_a_row_per_attack(std_model, mnist_test):
     x, y = mnist_test[0][:40], mnist_test[1][:40]
-    rep = rl.evaluate(std_model, x, y, rl.LpBall("linf", 0.3), attacks="standard", batch_size=20)
+    rep = rl.evaluate(std_model, x, y, rl.LpBall("linf", 0.3), attacks="standard", batch_size=20, diagnostics=False)
     assert [s.name for s in rep.attacks] == ["APGD-CE", "APGD-T", "FAB-T", "Square-5000"]
     assert rep.robust_accuracy == 0.0
     # Each attack runs only on the points still robust: APGD-CE breaks all, the others see none.
@@ -61,12 +61,12 @@ def test_evaluate_standard_has_a_row_per_attack(std_model, mnist_test):
 def test_standard_on_at_model_beats_pgd_and_stays_high(at_model, mnist_test):
     # Strong and honest: at least as strong as PGD-40 on every run, and the shipped AT model
     # keeps most of its robustness (a collapse would mean a bug in the model or the attacks).
-    x, y = mnist_test[0][:25], mnist_test[1][:25]
+    x, y = mnist_test[0][:12], mnist_test[1][:12]
     threat = rl.LpBall("linf", 0.3)
     attacks = build_attacks("standard", threat)
     attacks[-1] = type(attacks[-1])(threat, max_queries=300, p_init=0.8)  # keep the test fast
-    rep = rl.evaluate(at_model, x, y, threat, attacks=attacks)
-    pgd = rl.evaluate(at_model, x, y, threat, attacks="pgd")
+    rep = rl.evaluate(at_model, x, y, threat, attacks=attacks, diagnostics=False)
+    pgd = rl.evaluate(at_model, x, y, threat, attacks="pgd", diagnostics=False)
     assert rep.robust_accuracy <= pgd.robust_accuracy
     assert rep.robust_accuracy >= 0.5
     assert len(rep.attacks) == 4
