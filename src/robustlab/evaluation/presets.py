@@ -128,12 +128,11 @@ class Ensemble:
                 queries[idx] += r.queries.to(queries.device, torch.int64)
             x_adv[idx] = r.x_adv.to(x_adv.dtype)
             success[idx[r.success]] = True
-        d = x_adv - x
-        dist = d.reshape(n, -1).abs().amax(dim=1)
-        first = self.attacks[0] if self.attacks else None
-        thr = getattr(first, "threat", None)
+        thr = getattr(self.attacks[0], "threat", None) if self.attacks else None
         if isinstance(thr, LpBall):
             dist = thr.distance(x_adv, x)
+        else:  # members without a threat attribute: report the Linf distance
+            dist = (x_adv - x).reshape(n, -1).abs().amax(dim=1)
         return AttackResult(x_adv=x_adv, success=success, distance=dist, forward_calls=fwd,
                             backward_calls=bwd, queries=queries)
 
