@@ -59,7 +59,7 @@ def test_hopskipjump_l2_over_http(label_server, net, batch):
     _check(res, net, x, y, 1000)
     assert label_server.received - before == res.forward_calls == target.queries
     assert res.success.all()
-    # Measured on these 10 points: median L2 2.40, max 3.73 after 1000 queries.
+    # Measured on these 10 points: median L2 2.54, max 3.58 after 1000 queries.
     assert float(res.distance.median()) < 3.2
     assert torch.allclose(res.distance, (res.x_adv - x).flatten(1).norm(dim=1))
 
@@ -70,7 +70,7 @@ def test_hopskipjump_linf_and_seed(net, batch):
     a = HopSkipJump(norm="linf", max_queries=500, seed=3)(target, x, y)
     _check(a, net, x, y, 500)
     assert a.success.all()
-    assert float(a.distance.median()) < 0.35  # measured: 0.22 (10 points, 1000 queries)
+    assert float(a.distance.median()) < 0.35  # measured: 0.234
     assert target.queries == a.forward_calls
     b = HopSkipJump(norm="linf", max_queries=500, seed=3)(target, x, y)
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.queries, b.queries)
@@ -78,10 +78,11 @@ def test_hopskipjump_linf_and_seed(net, batch):
 
 def test_hopskipjump_eps_stops_early_and_stays_in_ball(net, batch):
     x, y = batch
-    res = HopSkipJump(norm="l2", eps=4.0, max_queries=500)(LabelOnly(_labels(net)), x, y)
+    # A batch neighbour starts close: with eps, most points stop within a few dozen queries.
+    res = HopSkipJump(norm="l2", eps=4.0, max_queries=500, init="batch")(LabelOnly(_labels(net)), x, y)
     _check(res, net, x, y, 500)
     assert res.distance.max() <= 4.0 + DIST_TOL
-    assert res.success.float().mean() >= 0.6
+    assert res.success.float().mean() >= 0.6  # measured: 0.90, median 16 queries for those broken
     # Points within eps stop: most of the budget is left unspent.
     assert float(res.queries[res.success].float().median()) < 250
     fail = ~res.success

