@@ -7,7 +7,7 @@ import torch
 
 import robustlab as rl
 from robustlab.attacks import NES, SPSA, Boundary, HopSkipJump, Square
-from robustlab.models import HTTPModel, LabelOnly, QueryBudgetExceeded, ScoreOnly, SklearnModel
+from robustlab.models import HTTPModel, LabelOnly, ScoreOnly, SklearnModel
 from robustlab.models.serve import ModelServer
 from robustlab.threats import DIST_TOL
 
