@@ -110,3 +110,13 @@ def test_example_config_runs_and_gates(tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert rc == 0 and last.startswith("gate PASS"), last
     assert load_config(next(tmp_path.glob("runs-*.toml"))).model == "mnist-cnn-at"
+
+
+def test_access_level_round_trips_through_the_config(tmp_path):
+    from robustlab.evaluation.config import EvalConfig, load_config, save_config
+
+    cfg = EvalConfig(model="mnist-cnn", access="label", attacks="hsj-1k", n=10)
+    path = save_config(cfg, tmp_path / "label.toml")
+    assert load_config(path).access == "label"
+    with pytest.raises(ValueError, match=r"\[model\] access"):
+        EvalConfig(model="mnist-cnn", access="grey")

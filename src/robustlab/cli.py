@@ -97,7 +97,8 @@ def evaluate(
             "model": model, "weights": None if weights is None else str(weights), "device": device, "data": data,
             "split": split, "start": start, "n": n, "threat": threat, "attacks": attacks, "batch_size": batch_size,
             "seed": seed, "diagnostics": diagnostics, "min_robust_acc": min_robust_acc,
-            "store": None if store is None else str(store), "workers": workers, "ray": ray}, load_config, EvalConfig)
+            "store": None if store is None else str(store), "workers": workers, "ray": ray, "access": access},
+            load_config, EvalConfig)
     except ValueError as e:
         fail(str(e))
         return
@@ -105,7 +106,7 @@ def evaluate(
     weights = None if cfg.weights is None else Path(cfg.weights)
     store = None if cfg.store is None else Path(cfg.store)
     batch_size, seed, device, diagnostics = cfg.batch_size, cfg.seed, cfg.device, cfg.diagnostics
-    min_robust_acc, workers, ray = cfg.min_robust_acc, cfg.workers, cfg.ray
+    min_robust_acc, workers, ray, access = cfg.min_robust_acc, cfg.workers, cfg.ray, cfg.access
     try:
         threat_obj = rl.LpBall.parse(threat)
         if n is not None and n <= 0:

@@ -45,7 +45,7 @@ from typing import Any
 
 # TOML section of each field.
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "model": ("model", "weights", "device"),
+    "model": ("model", "weights", "device", "access"),
     "data": ("data", "split", "start", "n"),
     "evaluation": ("threat", "attacks", "batch_size", "seed", "diagnostics"),
     "gate": ("min_robust_acc",),
@@ -64,6 +64,7 @@ class EvalConfig:
         model: a shipped model name or the path of a builder file (``.py``).
         weights: safetensors weights for a builder file.
         device: "cpu", "cuda", "cuda:1", ...
+        access: what the attacks may see: "white", "score" or "label".
         data, split, start, n: which points (n None: all from ``start``).
         threat: "NORM:EPS", e.g. "linf:0.3".
         attacks: comma-separated attack spec, e.g. "fgsm,pgd-100x2".
@@ -78,6 +79,7 @@ class EvalConfig:
     model: str
     weights: str | None = None
     device: str = "cpu"
+    access: str = "white"
     data: str = "mnist"
     split: str = "test"
     start: int = 0
@@ -109,7 +111,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "weights": (str,), "device": (str,), "data": (str,), "split": (str,),
     "start": (int,), "n": (int,), "threat": (str,), "attacks": (str,), "batch_size": (int,),
     "seed": (int,), "diagnostics": (bool,), "min_robust_acc": (int, float), "store": (str,),
-    "workers": (int,), "ray": (str,),
+    "workers": (int,), "ray": (str,), "access": (str,),
 }
 _OPTIONAL = {"weights", "n", "min_robust_acc", "store", "ray"}
 
@@ -133,6 +135,8 @@ def _check(cfg: EvalConfig) -> None:
             raise ValueError(f"config: {_where(f.name)}: expected {want}, got {v!r}")
     if not cfg.model:
         raise ValueError("config: [model] name: expected a shipped model name or a builder file")
+    if cfg.access not in ("white", "score", "label"):
+        raise ValueError(f"config: [model] access: expected white, score or label, got {cfg.access!r}")
     if cfg.n is not None and cfg.n <= 0:
         raise ValueError(f"config: [data] n: expected a positive number of points, got {cfg.n}")
     if cfg.start < 0:

@@ -85,9 +85,13 @@ def save(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = N
 
 def fingerprint(model: object) -> str:
     """sha256 of a model's parameters and buffers (names, shapes, values); for a plain callable
-    its qualified name. Part of a stored run's identity."""
+    its own ``fingerprint()`` (an access-level wrapper: endpoint URL, wrapped model) or its
+    qualified name. Part of a stored run's identity."""
     h = hashlib.sha256()
-    if isinstance(model, nn.Module):
+    own = getattr(model, "fingerprint", None)  # access-level wrappers know what identifies their target
+    if callable(own) and not isinstance(model, nn.Module):
+        h.update(str(own()).encode())
+    elif isinstance(model, nn.Module):
         for k, v in sorted(model.state_dict().items()):
             h.update(k.encode())
             h.update(str(tuple(v.shape)).encode())
