@@ -71,7 +71,9 @@ def evaluate(
     n: Optional[int] = typer.Option(None, help="Number of points from --start [default: 1000, or what the split has]"),
     start: int = typer.Option(0, help="Index of the first point"),
     threat: str = typer.Option("linf:0.3", help="NORM:EPS, e.g. linf:0.3, l2:1.5, linf:8/255"),
-    attacks: str = typer.Option("pgd", help="Comma-separated attacks: fgsm, pgd, pgd-100, pgd-40x5, pgd-margin-100"),
+    attacks: str = typer.Option("pgd", help="Comma-separated attacks or an ensemble: standard, plus, rand (AutoAttack); "
+                                "fgsm, pgd[-STEPS][xRESTARTS], pgd-margin-STEPS, apgd-ce, apgd-dlr, apgd-t, fab, fab-t, cw, "
+                                "deepfool; black-box: square[-Q], spsa, nes, hsj[-Q], boundary"),
     batch_size: int = typer.Option(500, help="Points per batch (each finished batch is stored)"),
     seed: int = typer.Option(0, help="Base seed of the attacks"),
     store: Optional[Path] = typer.Option(None, help="SQLite result store; makes the run resumable"),
@@ -119,9 +121,7 @@ def evaluate(
             fail("store: --workers/--ray need --store (the shards meet in the result store)")
         x, y = rl.data.load(data, split=split, n=n, start=start)
         net = _load_access_model(model, weights, device, access, x[:1].to(device))
-        from robustlab.evaluation.blackbox_presets import build_attacks_with_blackbox
-
-        attack_list = build_attacks_with_blackbox(attacks, threat_obj)
+        attack_list = rl.evaluation.runner.resolve_attacks(attacks, threat_obj)  # ensembles: a row per attack
         x, y = x.to(device), y.to(device)
         if access == "white":
             probe_model(net, x[:1])

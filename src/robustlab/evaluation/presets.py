@@ -165,17 +165,11 @@ def build_attack(name: str, threat: LpBall) -> Attack:
         if threat.norm not in ("linf", "l2"):
             raise ValueError(f"attacks: deepfool supports linf and l2 threats, not {threat.norm}")
         return DeepFool(threat)
-    try:
-        from robustlab.evaluation.blackbox_presets import build_blackbox_attack
-    except ImportError:  # the black-box family is optional
-        build_blackbox_attack = None  # type: ignore[assignment]
-    if build_blackbox_attack is not None:
-        a = build_blackbox_attack(key, threat)
-        if a is not None:
-            return a
-    elif key == "square" or key.startswith("square-"):
-        q = key.partition("-")[2]
-        return _square(threat, int(q) if q.isdigit() else 5000)
+    from robustlab.evaluation.blackbox_presets import build_blackbox_attack
+
+    a = build_blackbox_attack(key, threat)
+    if a is not None:
+        return a
     raise ValueError(f"attacks: unknown attack {name!r}; expected a comma-separated list of {names()}")
 
 
