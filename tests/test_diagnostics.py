@@ -67,7 +67,9 @@ def test_saturated_softmax_is_flagged(pts):
 
 
 def test_randomized_transform_is_flagged_without_eot(pts):
-    rep = _eval(RandomizedTransform(), pts)
+    # The runner's re-check draws fresh noise, so it rejects some of PGD's claimed successes.
+    with pytest.warns(UserWarning, match="does not confirm"):
+        rep = _eval(RandomizedTransform(), pts)
     assert "randomized_model" in _warned(rep)
     assert {d.name: d for d in rep.diagnostics}["randomized_model"].figure > 0.9
 
