@@ -164,3 +164,10 @@ class LpBall:
         d = _flat(g).sign() * keep
         d = d / d.abs().sum(dim=1, keepdim=True).clamp_min(1.0)
         return d.reshape(grad.shape)
+
+
+def check_threat(threat: object, name: str = "threat") -> LpBall:
+    """Return ``threat`` if it is an LpBall, else raise a TypeError naming the argument."""
+    if not isinstance(threat, LpBall):
+        raise TypeError(f"{name}: expected an LpBall, got {type(threat).__name__}")
+    return threat

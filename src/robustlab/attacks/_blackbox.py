@@ -12,13 +12,8 @@ import torch
 from torch import Tensor
 
 from robustlab.models.access import QueryBudgetExceeded
-from robustlab.threats import LpBall
+from robustlab.threats import check_threat  # re-exported for the black-box attacks
 from robustlab.validation import check_inputs, check_logits, check_model
-
-
-def check_threat(threat: object) -> None:
-    if not isinstance(threat, LpBall):
-        raise TypeError(f"threat: expected an LpBall, got {type(threat).__name__}")
 
 
 def check_blackbox_inputs(model: object, x: Tensor, y: Tensor, target: Tensor | None) -> None:

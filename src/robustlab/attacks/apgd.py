@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, prepare
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall
+from robustlab.threats import LpBall, check_threat
 from robustlab.validation import check_positive_int
 
 _DLR_TINY = 1e-12
@@ -44,11 +44,6 @@ def _flat(t: Tensor) -> Tensor:
 
 def _col(v: Tensor, like: Tensor) -> Tensor:
     return v.reshape((-1,) + (1,) * (like.dim() - 1))
-
-
-def _check_threat(threat: object) -> None:
-    if not isinstance(threat, LpBall):
-        raise TypeError(f"threat: expected an LpBall, got {type(threat).__name__}")
 
 
 def _check_fraction(value: object, name: str, lo_open: bool = True) -> float:
@@ -370,7 +365,7 @@ def _apgd_points(
 
 
 def _check_common(a) -> None:
-    _check_threat(a.threat)
+    check_threat(a.threat)
     check_positive_int(a.steps, "steps")
     check_positive_int(a.restarts, "restarts")
     check_positive_int(a.eot_iter, "eot_iter")

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, prepare
 from robustlab.attacks.deepfool import bounded_finish, logit_diff_grads, minimal_result
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall
+from robustlab.threats import LpBall, check_threat
 from robustlab.validation import check_nonneg_float, check_positive_int
 
 
@@ -241,8 +241,7 @@ class FAB:
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.threat, LpBall):
-            raise TypeError(f"threat: expected an LpBall, got {type(self.threat).__name__}")
+        check_threat(self.threat)
         check_positive_int(self.steps, "steps")
         check_positive_int(self.restarts, "restarts")
         if self.n_target_classes is not None:

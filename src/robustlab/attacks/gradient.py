@@ -23,13 +23,8 @@ from robustlab.attacks.base import (
     prepare,
 )
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall
+from robustlab.threats import LpBall, check_threat
 from robustlab.validation import check_nonneg_float, check_positive_int
-
-
-def _check_threat(threat: object) -> None:
-    if not isinstance(threat, LpBall):
-        raise TypeError(f"threat: expected an LpBall, got {type(threat).__name__}")
 
 
 @dataclass(frozen=True)
@@ -61,7 +56,7 @@ class PGD:
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        _check_threat(self.threat)
+        check_threat(self.threat)
         check_positive_int(self.steps, "steps")
         check_positive_int(self.restarts, "restarts")
         if self.step_size is not None:
@@ -116,7 +111,7 @@ class FGSM:
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        _check_threat(self.threat)
+        check_threat(self.threat)
         if self.step_size is not None:
             check_nonneg_float(self.step_size, "step_size")
 

@@ -29,7 +29,7 @@ from robustlab.attacks.base import Attack, ModelGuard
 from robustlab.evaluation import runner
 from robustlab.evaluation.store import Store
 from robustlab.results import EvalReport
-from robustlab.threats import LpBall
+from robustlab.threats import LpBall, check_threat
 from robustlab.validation import check_inputs, check_model, check_positive_int
 
 
@@ -99,8 +99,7 @@ def evaluate_distributed(
     """
     ray = _import_ray()
     check_model(model)
-    if not isinstance(threat, LpBall):
-        raise TypeError(f"threat: expected an LpBall, got {type(threat).__name__}")
+    check_threat(threat)
     check_inputs(x, y)
     batch_size = check_positive_int(batch_size, "batch_size")
     workers = check_positive_int(workers, "workers")

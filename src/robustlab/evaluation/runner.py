@@ -25,7 +25,7 @@ from robustlab.attacks.gradient import PGD
 from robustlab.evaluation.store import Store
 from robustlab.models.access import n_classes_of, predict
 from robustlab.results import AttackSummary, EvalReport
-from robustlab.threats import DIST_TOL, LpBall
+from robustlab.threats import DIST_TOL, LpBall, check_threat
 from robustlab.validation import (
     check_inputs,
     check_labels_in_range,
@@ -127,8 +127,7 @@ def evaluate(
         EvalReport with per-sample ``clean_correct``, ``robust``, ``broken_by``, ``distance``.
     """
     check_model(model)
-    if not isinstance(threat, LpBall):
-        raise TypeError(f"threat: expected an LpBall, got {type(threat).__name__}")
+    check_threat(threat)
     check_inputs(x, y)
     batch_size = check_positive_int(batch_size, "batch_size")
     if isinstance(seed, bool) or not isinstance(seed, int):

@@ -193,7 +193,18 @@ class _Access:
 
 
 # -- callables ------------------------------------------------------------------------------
-class ScoreOnly(_Access):
+class _FnAccess(_Access):
+    """Access through a user's plain callable ``fn`` (scores or labels, per subclass)."""
+
+    def __init__(self, fn: Callable[[Tensor], Any], n_classes: int | None = None,
+                 max_queries: int | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
+        super().__init__(n_classes, max_queries)
+        self.fn = fn
+
+
+class ScoreOnly(_FnAccess):
     """Score-only access: a callable mapping a batch in [0, 1] to (N, K) class scores.
 
     The callable is run without autograd; its output is checked (shape, finite) and returned as
@@ -207,20 +218,13 @@ class ScoreOnly(_Access):
 
     access = "score"
 
-    def __init__(self, fn: Callable[[Tensor], Any], n_classes: int | None = None,
-                 max_queries: int | None = None) -> None:
-        if not callable(fn):
-            raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
-        super().__init__(n_classes, max_queries)
-        self.fn = fn
-
     def _scores(self, x: Tensor) -> Tensor:
         with torch.no_grad():
             out = _as_tensor(self.fn(x), "fn")
         return _check_scores(out, x.shape[0], "fn", self.n_classes)
 
 
-class LabelOnly(_Access):
+class LabelOnly(_FnAccess):
     """Label-only access: a callable mapping a batch in [0, 1] to (N,) predicted labels.
 
     Use ``predict_labels(x)``; calling the object raises a TypeError (there are no scores).
@@ -232,13 +236,6 @@ class LabelOnly(_Access):
     """
 
     access = "label"
-
-    def __init__(self, fn: Callable[[Tensor], Any], n_classes: int | None = None,
-                 max_queries: int | None = None) -> None:
-        if not callable(fn):
-            raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
-        super().__init__(n_classes, max_queries)
-        self.fn = fn
 
     def _labels(self, x: Tensor) -> Tensor:
         with torch.no_grad():
