@@ -18,6 +18,7 @@ input and the start then finds the boundary.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -226,6 +227,24 @@ def _check_call(model: object, x: Tensor, y: Tensor, target: Tensor | None, star
     return y.to(torch.int64), None if target is None else target.to(torch.int64), starting_points
 
 
+
+def _run_walk(attack, step: Callable[["_Walk", torch.Generator], None], model: object, x: Tensor, y: Tensor,
+              target: Tensor | None, starting_points: Tensor | None) -> AttackResult:
+    """The driver HopSkipJump and Boundary share: check the call, find adversarial starts, let
+    ``step`` walk towards the clean inputs until the budget is spent, package the result."""
+    y, target, starting_points = _check_call(model, x, y, target, starting_points)
+    gen = make_generator(attack.seed, x.device)
+    with ModelGuard(model):
+        q = Queries(model, x.shape[0], x.device)
+        w = _Walk(attack, q, x, y, target, attack.norm)
+        clean_adv = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        try:
+            clean_adv = w.start(starting_points, attack.init, attack.init_tries, gen)
+            step(w, gen)
+        except QueryBudgetExceeded as e:
+            budget_stop(attack.name, e, q)
+    return w.result(attack.eps, clean_adv)
+
 @dataclass(frozen=True)
 class HopSkipJump:
     """HopSkipJump (Chen et al. 2020): decision-based, minimum-norm, L2 or Linf.
@@ -285,18 +304,7 @@ class HopSkipJump:
             target: (N,) target classes for a targeted attack, or None.
             starting_points: (N, ...) optional adversarial starts (e.g. target-class images).
         """
-        y, target, starting_points = _check_call(model, x, y, target, starting_points)
-        gen = make_generator(self.seed, x.device)
-        with ModelGuard(model):
-            q = Queries(model, x.shape[0], x.device)
-            w = _Walk(self, q, x, y, target, self.norm)
-            clean_adv = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-            try:
-                clean_adv = w.start(starting_points, self.init, self.init_tries, gen)
-                self._iterate(w, gen)
-            except QueryBudgetExceeded as e:
-                budget_stop(self.name, e, q)
-        return w.result(self.eps, clean_adv)
+        return _run_walk(self, self._iterate, model, x, y, target, starting_points)
 
     def _iterate(self, w: _Walk, gen: torch.Generator) -> None:
         x, dim = w.x, w.dim
@@ -430,18 +438,7 @@ class Boundary:
     def __call__(self, model: object, x: Tensor, y: Tensor, *, target: Tensor | None = None,
                  starting_points: Tensor | None = None) -> AttackResult:
         """Attack a batch; arguments as for :class:`HopSkipJump`."""
-        y, target, starting_points = _check_call(model, x, y, target, starting_points)
-        gen = make_generator(self.seed, x.device)
-        with ModelGuard(model):
-            q = Queries(model, x.shape[0], x.device)
-            w = _Walk(self, q, x, y, target, "l2")
-            clean_adv = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-            try:
-                clean_adv = w.start(starting_points, self.init, self.init_tries, gen)
-                self._walk(w, gen)
-            except QueryBudgetExceeded as e:
-                budget_stop(self.name, e, q)
-        return w.result(self.eps, clean_adv)
+        return _run_walk(self, self._walk, model, x, y, target, starting_points)
 
     def _walk(self, w: _Walk, gen: torch.Generator) -> None:
         x, n = w.x, w.n
