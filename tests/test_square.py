@@ -94,7 +94,7 @@ def test_seed_reproducible_and_model_restored(model, batch):
 
 
 def test_clean_misclassified_costs_one_query(model, batch):
-    x, y = batch[0][:8], batch[1][:8]
+    x = batch[0][:8]
     with torch.no_grad():
         wrong = (model(x).argmax(1) + 1) % 10
     res = Square(rl.LpBall("linf", 0.3), max_queries=50)(model, x, wrong)

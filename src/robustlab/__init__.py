@@ -6,5 +6,5 @@ from robustlab.threats import LpBall
 
 __version__ = "0.1.0"
 
-__all__ = ["attacks", "data", "models", "LpBall", "AttackResult", "AttackSummary", "EvalReport",
+__all__ = ["attacks", "data", "evaluation", "models", "LpBall", "AttackResult", "AttackSummary", "EvalReport",
            "CertResult", "evaluate", "Store", "__version__"]

@@ -88,8 +88,6 @@ def evaluate(
                                "An http(s):// --model (a JSON endpoint, see `robustlab serve`) needs score or label"),
 ) -> None:
     """Clean and robust accuracy of a model; every per-sample outcome goes to the store."""
-    import torch
-
     import robustlab as rl
     from robustlab.evaluation.config import EvalConfig, default_config_path, load_config, save_config as write_config
     from robustlab.validation import probe_model
