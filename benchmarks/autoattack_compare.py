@@ -1,6 +1,7 @@
 """robustlab's standard ensemble vs torchattacks' AutoAttack, same model, same points.
 
     python benchmarks/autoattack_compare.py [--n 1000] [--threads 1] [--settings at-linf,std-l2]
+        [--precision fp32,bf16] [--only ours|torchattacks|both] [--save F.json] [--theirs F.json]
 
 Settings:
     at-linf   the shipped adversarially trained MNIST model (mnist-cnn-at), Linf eps 0.3
@@ -23,6 +24,8 @@ Needs torchattacks (``pip install --no-deps torchattacks==3.5.1``); never import
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import sys
 import time
@@ -66,14 +69,16 @@ SETTINGS = {
 }
 
 
-def run_ours(model: CountingModel, x, y, threat, batch_size: int):
+def run_ours(model: CountingModel, x, y, threat, batch_size: int, precision: str = "fp32") -> dict:
     model.reset()
     t0 = time.time()
     rep = rl.evaluate(model, x, y, threat, attacks=build_attacks("standard", threat), batch_size=batch_size, seed=0,
-                      diagnostics=False)  # the gradient-masking checks are not part of AutoAttack
+                      diagnostics=False,  # the gradient-masking checks are not part of AutoAttack
+                      precision=precision)
     wall = time.time() - t0
     rows = [(s.name, s.robust_accuracy, s.forward_calls + s.backward_calls, s.seconds) for s in rep.attacks]
-    return rep.robust_accuracy, rep.clean_accuracy, model.forward_calls, model.backward_calls, wall, rows
+    return {"robust_acc": rep.robust_accuracy, "clean_acc": rep.clean_accuracy, "forward": model.forward_calls,
+            "backward": model.backward_calls, "wall": wall, "rows": rows, "robust": rep.robust.cpu()}
 
 
 def run_torchattacks(model: CountingModel, x, y, threat, batch_size: int):
@@ -116,7 +121,8 @@ def run_torchattacks(model: CountingModel, x, y, threat, batch_size: int):
     if float(dist.max()) > eps + 1e-5:
         print(f"warning: torchattacks returned points up to {float(dist.max()):.4g} > eps {eps}", file=sys.stderr)
     rob = 1.0 - float(final.float().mean())
-    return rob, model.forward_calls, model.backward_calls, wall, rows
+    return {"robust_acc": rob, "clean_acc": None, "forward": model.forward_calls, "backward": model.backward_calls,
+            "wall": wall, "rows": rows, "robust": ~final}
 
 
 def main(argv=None) -> None:
@@ -126,6 +132,9 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--settings", default="at-linf,std-l2")
     ap.add_argument("--only", choices=["ours", "torchattacks", "both"], default="both")
+    ap.add_argument("--save", default=None, help="write per-point robust flags and per-attack rows to this JSON file")
+    ap.add_argument("--precision", default="fp32", help="comma-separated precisions robustlab runs in: fp32,bf16")
+    ap.add_argument("--theirs", default=None, help="read the torchattacks side from a JSON file written by --save")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     x, y = rl.data.load("mnist", split="test", n=args.n)
@@ -138,33 +147,57 @@ def main(argv=None) -> None:
         threat = rl.LpBall(norm, eps)
         model = CountingModel(rl.models.load(name))
         print(f"## {name}, {threat}\n")
-        res = {}
+        res: dict[str, dict] = {}
         if args.only in ("ours", "both"):
-            res["robustlab"] = run_ours(model, x, y, threat, args.batch_size)
+            for prec in args.precision.split(","):
+                res["robustlab" + ("" if prec == "fp32" else f" {prec}")] = run_ours(model, x, y, threat,
+                                                                                   args.batch_size, prec)
         if args.only in ("torchattacks", "both"):
             res["torchattacks"] = run_torchattacks(model, x, y, threat, args.batch_size)
+        if args.theirs and "torchattacks" not in res:
+            # A torchattacks run saved earlier with --save (same points): robust accuracy and
+            # passes compare exactly; wall time only if both ran on an equally loaded machine.
+            saved = json.load(open(args.theirs))[key]["torchattacks"]
+            if saved["n"] != args.n:
+                raise SystemExit(f"--theirs: saved run has n={saved['n']}, not {args.n}")
+            res["torchattacks"] = dict(saved, robust=torch.tensor(saved["robust"]),
+                                       rows=[tuple(r) for r in saved["rows"]])
+            print(f"(torchattacks figures read from {args.theirs}: its wall time is from that run)\n")
+        if args.save:
+            out = json.load(open(args.save)) if os.path.exists(args.save) else {}
+            entry = out.setdefault(key, {})
+            for impl, r in res.items():
+                entry[impl] = dict(r, n=args.n, rows=[list(t) for t in r["rows"]],
+                                   robust=[bool(v) for v in r["robust"].tolist()])
+            with open(args.save, "w") as fh:
+                json.dump(out, fh)
         print("| implementation | clean acc | robust acc | forward | backward | fwd+bwd | wall s |")
         print("|---|---|---|---|---|---|---|")
         for impl, r in res.items():
-            if impl == "robustlab":
-                rob, clean, fw, bw, wall, _ = r
-            else:
-                rob, fw, bw, wall, _ = r
-                clean = float("nan")
-            c = f"{clean:.2%}" if clean == clean else "-"
-            print(f"| {impl} | {c} | {rob:.2%} | {fw:,} | {bw:,} | {fw + bw:,} | {wall:.0f} |")
+            c = "-" if r.get("clean_acc") is None else f"{r['clean_acc']:.2%}"
+            fw, bw = r["forward"], r["backward"]
+            print(f"| {impl} | {c} | {r['robust_acc']:.2%} | {fw:,} | {bw:,} | {fw + bw:,} | {r['wall']:.0f} |")
         print("\nper attack (robust accuracy after it, passes it spent, seconds):\n")
         print("| implementation | attack | robust acc after | fwd+bwd | s |")
         print("|---|---|---|---|---|")
         for impl, r in res.items():
-            for a, acc, passes, sec in r[-1]:
+            for a, acc, passes, sec in r["rows"]:
                 print(f"| {impl} | {a} | {acc:.2%} | {passes:,} | {sec:.0f} |")
-        if len(res) == 2:
-            ours, theirs = res["robustlab"], res["torchattacks"]
-            d_pp = 100 * (ours[0] - theirs[0])
-            ratio = (ours[2] + ours[3]) / max(1, theirs[1] + theirs[2])
-            print(f"\nrobust accuracy difference (ours - theirs): {d_pp:+.1f} pp (target <= +0.2); "
-                  f"passes ours/theirs: {ratio:.2f} (target <= 1); wall ours/theirs: {ours[4] / max(theirs[3], 1e-9):.2f}\n")
+        theirs = res.get("torchattacks")
+        if theirs is not None:
+            print()
+            for impl, ours in res.items():
+                if impl == "torchattacks":
+                    continue
+                only_ours = int((ours["robust"] & ~theirs["robust"]).sum())
+                only_theirs = int((theirs["robust"] & ~ours["robust"]).sum())
+                d_pp = 100 * (ours["robust_acc"] - theirs["robust_acc"])
+                ratio = (ours["forward"] + ours["backward"]) / max(1, theirs["forward"] + theirs["backward"])
+                print(f"{impl} vs torchattacks: robust accuracy {d_pp:+.1f} pp (target <= +0.2); "
+                      f"passes {ratio:.2f}x (target <= 1); wall {ours['wall'] / max(theirs['wall'], 1e-9):.2f}x "
+                      f"(speed-up {theirs['wall'] / max(ours['wall'], 1e-9):.2f}); points robust only to "
+                      f"{impl}: {only_ours}, only to torchattacks: {only_theirs}")
+            print()
         sys.stdout.flush()
 
 

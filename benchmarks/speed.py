@@ -14,6 +14,9 @@ In one process, on the same model, batch and points, with torch's thread count f
 - torchattacks PGD, foolbox LinfPGD, ART ProjectedGradientDescentPytorch (all without random
   start), each timed as the library does it end to end (ART's generate() includes its NumPy
   round trip and its own success check);
+- optionally (--bf16) the opt-in reduced-precision path: robustlab PGD on ``models.Autocast``
+  (bfloat16 autocast, fp32 values near a decision), its own bf16 limit, and torchattacks PGD
+  handed the same wrapper; success is recomputed with the fp32 model;
 - optionally (--compile) robustlab's PGD loop with a torch.compile'd step (first call reported
   as compile time, wall clock).
 
@@ -177,6 +180,16 @@ def bench_model(name: str, model: nn.Module, x: Tensor, y: Tensor, eps: float, a
             w, _, _ = timed(fn)  # the first call compiles (or hits the cache of an earlier k)
             compile_s = w
             entries["robustlab PGD, compiled step"] = fn
+        if args.bf16:
+            # The opt-in reduced-precision path: the same model under bfloat16 autocast, logits
+            # near a decision recomputed in fp32 (models.Autocast). Success below is recomputed
+            # with the fp32 model. The same wrapper handed to torchattacks shows what part of
+            # the gain is the model's arithmetic rather than the library.
+            fast = robustlab.models.Autocast(model)
+            entries["limit k(f+b), bf16 autocast"] = limit_run(fast, x, y, k)
+            entries["robustlab PGD, bf16 (Autocast)"] = robustlab_run(fast, x, y, eps, alpha, k)
+            if "torchattacks" in libs:
+                entries["torchattacks PGD on the same Autocast model"] = torchattacks_run(fast, x, y, eps, alpha, k)
         if args.early_stop_row:
             entries["robustlab PGD early_stop=True*"] = robustlab_run(model, x, y, eps, alpha, k, early_stop=True)
 
@@ -197,7 +210,7 @@ def bench_model(name: str, model: nn.Module, x: Tensor, y: Tensor, eps: float, a
 
         ref = outs.get("torchattacks PGD")
         for key in keys:
-            if key.startswith(("limit", "forward")):
+            if key.startswith(("limit", "forward")) and key != "limit k(f+b), bf16 autocast":
                 continue
             r = {"model": name, "k": k, "entry": key, "n": x.shape[0]}
             for clock, tab in (("wall", wall), ("cpu", cpu)):
@@ -207,6 +220,9 @@ def bench_model(name: str, model: nn.Module, x: Tensor, y: Tensor, eps: float, a
                 r[f"{clock}_ratio"] = st.median(t / l for t, l in zip(tab[key], lim))
                 r[f"{clock}_ratio_f"] = st.median(t / (l + ff) for t, l, ff in zip(tab[key], lim, f))
             xa = outs[key]
+            if xa is None:  # a limit row: no points to check
+                rows.append(r)
+                continue
             r["success"] = success_rate(model, xa, y)
             if ref is not None:
                 same = (xa.flatten(1) == ref.flatten(1)).all(1).float().mean().item()
@@ -225,14 +241,15 @@ def print_table(rows: list[dict], clock: str) -> None:
     print(f"\n| model | k | entry | median {clock} s | / limit k(f+b) | / limit + f | success | same x_adv as torchattacks (max diff) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        if r["entry"].startswith("limit"):
+        if r["entry"] == "limit k(f+b)":
             print(f"| {r['model']} (n={r['n']}) | {r['k']} | **limit k(f+b)** | {r[clock + '_s']:.3f} | 1 | "
                   f"(f = {r['fwd_' + clock + '_s']:.3f} s) | | |")
             continue
         same = f"{r['same_x_adv']:.3f} ({r['max_diff']:.1e})" if "same_x_adv" in r else ""
+        succ = f"{r['success']:.3f}" if "success" in r else ""
         extra = f" (compile {r['compile_s']:.0f} s)" if r.get("compile_s") is not None else ""
         print(f"| {r['model']} (n={r['n']}) | {r['k']} | {r['entry']}{extra} | {r[clock + '_s']:.3f} | "
-              f"{r[clock + '_ratio']:.3f} | {r[clock + '_ratio_f']:.3f} | {r['success']:.3f} | {same} |")
+              f"{r[clock + '_ratio']:.3f} | {r[clock + '_ratio_f']:.3f} | {succ} | {same} |")
 
 
 # -- the standard ensemble vs AutoAttack at its reference budget ---------------------------------
@@ -302,6 +319,8 @@ def main() -> None:
     ap.add_argument("--n-cifar", type=int, default=16)
     ap.add_argument("--width", type=int, default=64, help="ResNet-18 base width (64 = standard)")
     ap.add_argument("--compile", action="store_true", help="add robustlab PGD with a compiled step")
+    ap.add_argument("--bf16", action="store_true",
+                    help="add the opt-in bfloat16 autocast path (models.Autocast) and its own limit")
     ap.add_argument("--early-stop-row", action="store_true",
                     help="add robustlab's default early stop (not the same work: broken points leave)")
     ap.add_argument("--autoattack", action="store_true", help="only the ensemble vs AutoAttack comparison")

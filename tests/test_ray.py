@@ -84,3 +84,13 @@ def test_cli_workers(local_ray, tmp_path, capsys):
     assert out.split("robust accuracy")[-1] == out2.split("robust accuracy")[-1]
     assert main(["evaluate", "--model", "mnist-cnn", "--n", "20", "--workers", "2"]) == 2
     assert "--workers/--ray need --store" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sharded_bf16_equals_one_process_bf16(local_ray, setup, tmp_path):
+    model, x, y, attacks = setup
+    one = rl.evaluate(model, x[:60], y[:60], THREAT, attacks, batch_size=30, diagnostics=False, precision="bf16")
+    sharded = evaluate_distributed(model, x[:60], y[:60], THREAT, attacks, store=tmp_path / "r.db", workers=2,
+                                   batch_size=30, diagnostics=False, precision="bf16")
+    _same(one, sharded)
+    assert sharded.config["precision"] == "bf16"

@@ -47,7 +47,7 @@ from typing import Any
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "model": ("model", "weights", "device", "access"),
     "data": ("data", "split", "start", "n"),
-    "evaluation": ("threat", "attacks", "batch_size", "seed", "diagnostics"),
+    "evaluation": ("threat", "attacks", "batch_size", "seed", "diagnostics", "precision"),
     "gate": ("min_robust_acc",),
     "run": ("store", "workers", "ray"),
 }
@@ -70,6 +70,8 @@ class EvalConfig:
         attacks: comma-separated attack spec, e.g. "fgsm,pgd-100x2".
         batch_size, seed: as for ``robustlab.evaluate``.
         diagnostics: run the gradient-masking checks.
+        precision: "fp32", "bf16" or "fp16": the precision the attacks search in (success is
+            always decided in the model's own precision).
         min_robust_acc: the gate, a fraction in [0, 1]; None for no gate.
         store: SQLite result store path; None for none.
         workers: Ray workers to shard batches over (0: in this process).
@@ -89,6 +91,7 @@ class EvalConfig:
     batch_size: int = 500
     seed: int = 0
     diagnostics: bool = True
+    precision: str = "fp32"
     min_robust_acc: float | None = None
     store: str | None = None
     workers: int = 0
@@ -104,6 +107,8 @@ class EvalConfig:
         """sha256 of the settings that decide the numbers (not where they are stored or how
         many workers computed them)."""
         d = {k: v for k, v in self.to_dict().items() if k not in ("store", "workers", "ray", "device")}
+        if d["precision"] == "fp32":  # the default leaves digests of older configs unchanged
+            del d["precision"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -111,7 +116,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "weights": (str,), "device": (str,), "data": (str,), "split": (str,),
     "start": (int,), "n": (int,), "threat": (str,), "attacks": (str,), "batch_size": (int,),
     "seed": (int,), "diagnostics": (bool,), "min_robust_acc": (int, float), "store": (str,),
-    "workers": (int,), "ray": (str,), "access": (str,),
+    "workers": (int,), "ray": (str,), "access": (str,), "precision": (str,),
 }
 _OPTIONAL = {"weights", "n", "min_robust_acc", "store", "ray"}
 
@@ -137,6 +142,8 @@ def _check(cfg: EvalConfig) -> None:
         raise ValueError("config: [model] name: expected a shipped model name or a builder file")
     if cfg.access not in ("white", "score", "label"):
         raise ValueError(f"config: [model] access: expected white, score or label, got {cfg.access!r}")
+    if cfg.precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"config: [evaluation] precision: expected fp32, bf16 or fp16, got {cfg.precision!r}")
     if cfg.n is not None and cfg.n <= 0:
         raise ValueError(f"config: [data] n: expected a positive number of points, got {cfg.n}")
     if cfg.start < 0:

@@ -28,6 +28,7 @@ from torch import Tensor
 from robustlab.attacks.base import Attack, ModelGuard
 from robustlab.evaluation import runner
 from robustlab.evaluation.store import Store
+from robustlab.models.precision import with_precision
 from robustlab.results import EvalReport
 from robustlab.threats import LpBall, check_threat
 from robustlab.validation import check_inputs, check_model, check_positive_int
@@ -43,28 +44,15 @@ def _import_ray():
 
 
 def _batch_task(model: Any, x: Tensor, y: Tensor, threat: LpBall, attacks: list, seed: int,
-                threads: int) -> tuple:
+                threads: int, precision: str = "fp32") -> tuple:
     """One batch, in a worker: the runner's own batch function, under the same guard."""
     torch.set_num_threads(threads)
     t0 = time.time()
     with ModelGuard(model):
-        outcome, costs = runner._run_batch(model, x, y, threat, attacks, seed)
+        outcome, costs = runner._run_batch(model, x, y, threat, attacks, seed,
+                                           attack_model=with_precision(model, precision))
     cc, rb, bb, dist, fwd = outcome
     return (cc.cpu(), rb.cpu(), bb.cpu(), dist.cpu(), fwd), costs, time.time() - t0
-
-
-def run_identity(model: Any, x: Tensor, y: Tensor, threat: LpBall, attacks: list, batch_size: int,
-                 seed: int) -> tuple[str, dict[str, Any], str, str]:
-    """(run_id, config, model_hash, data_sha256) exactly as ``evaluate`` derives them."""
-    from robustlab.models.loading import fingerprint
-
-    config = {"threat": str(threat), "attacks": [runner.attack_config(a) for a in attacks],
-              "batch_size": batch_size, "seed": seed}
-    model_hash = fingerprint(model)
-    data_sha = runner._data_hash(x, y.to(torch.int64))
-    run_id = runner._hash({"config": config, "model": model_hash, "data": data_sha,
-                           "code": runner.CODE_VERSION})[:16]
-    return run_id, config, model_hash, data_sha
 
 
 def evaluate_distributed(
@@ -83,6 +71,7 @@ def evaluate_distributed(
     progress: runner.ProgressFn | None = None,
     diagnostics: bool = True,
     threads_per_worker: int = 1,
+    precision: str = "fp32",
 ) -> EvalReport:
     """``evaluate`` with its batches run as Ray tasks; arguments as for ``evaluate``.
 
@@ -113,7 +102,9 @@ def evaluate_distributed(
     if n_classes is not None:  # None: a label-only model that was not told its classes
         runner.check_labels_in_range(y, n_classes)
 
-    run_id, config, model_hash, data_sha = run_identity(model, x, y, threat, attack_list, batch_size, seed)
+    with_precision(model, precision)  # a bad precision fails here, before Ray starts
+    run_id, config, model_hash, data_sha = runner.run_identity(model, x, y, threat, attack_list, batch_size, seed,
+                                                               precision)
     data_desc = dict(data or {})
     data_desc["sha256"] = data_sha
     db = Store(store)
@@ -145,7 +136,7 @@ def evaluate_distributed(
                     start = queue.pop(0)
                     stop = min(n, start + batch_size)
                     ref = task.remote(model_ref, x[start:stop].cpu(), y[start:stop].cpu(), threat, attacks_ref,
-                                      seed * 1_000_003 + start, threads_per_worker)
+                                      seed * 1_000_003 + start, threads_per_worker, precision)
                     in_flight[ref] = (start, stop)
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in ready:
@@ -164,11 +155,11 @@ def evaluate_distributed(
             ray.shutdown()
     # Every batch is stored: evaluate reads them back, aggregates, diagnoses, closes the run.
     report = runner.evaluate(model, x, y, threat, attack_list, batch_size=batch_size, seed=seed, store=store,
-                             data=data, diagnostics=diagnostics)
+                             data=data, diagnostics=diagnostics, precision=precision)
     if report.run_id != run_id:  # pragma: no cover - the identity formula drifted from evaluate's
         raise RuntimeError(f"distributed run id {run_id} differs from evaluate's {report.run_id}")
     report.resumed_points = resumed
     return report
 
 
-__all__ = ["evaluate_distributed", "run_identity"]
+__all__ = ["evaluate_distributed"]

@@ -24,6 +24,7 @@ from robustlab.attacks.base import Attack, ModelGuard
 from robustlab.attacks.gradient import PGD
 from robustlab.evaluation.store import Store
 from robustlab.models.access import n_classes_of, predict
+from robustlab.models.precision import with_precision
 from robustlab.results import AttackSummary, EvalReport
 from robustlab.threats import DIST_TOL, LpBall, check_threat
 from robustlab.validation import (
@@ -83,6 +84,23 @@ def _data_hash(x: Tensor, y: Tensor) -> str:
     return h.hexdigest()
 
 
+def run_identity(model: object, x: Tensor, y: Tensor, threat: LpBall, attacks: Sequence[Attack], batch_size: int,
+                 seed: int, precision: str = "fp32") -> tuple[str, dict[str, Any], str, str]:
+    """(run_id, config, model_hash, data_sha256) of an evaluation: the run id is a hash of the
+    config (threat, attacks, batch size, seed, precision), the model's weights, the data and the
+    code version, so the same run resumes and any change starts a new one."""
+    from robustlab.models.loading import fingerprint
+
+    config: dict[str, Any] = {"threat": str(threat), "attacks": [attack_config(a) for a in attacks],
+                              "batch_size": batch_size, "seed": seed}
+    if precision != "fp32":  # absent for fp32, so runs stored before the option keep their identity
+        config["precision"] = precision
+    model_hash = fingerprint(model)
+    data_sha = _data_hash(x, y.to(torch.int64))
+    run_id = _hash({"config": config, "model": model_hash, "data": data_sha, "code": CODE_VERSION})[:16]
+    return run_id, config, model_hash, data_sha
+
+
 def _with_seed(attack: Attack, seed: int) -> Attack:
     if dataclasses.is_dataclass(attack) and any(f.name == "seed" for f in dataclasses.fields(attack)):
         return dataclasses.replace(attack, seed=seed)
@@ -102,6 +120,7 @@ def evaluate(
     data: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
     diagnostics: bool = True,
+    precision: str = "fp32",
 ) -> EvalReport:
     """Clean accuracy and robust accuracy of ``model`` on (x, y) under ``threat``.
 
@@ -122,6 +141,11 @@ def evaluate(
             of at most 100 points and put them in ``EvalReport.diagnostics`` (and the store; a
             resumed run reuses the stored ones). Their cost is reported per check, not in the
             report's totals.
+        precision: "fp32" (the model as it is), "bf16" or "fp16": the attacks search on the
+            model run under autocast (``models.Autocast``: about 2x faster where bfloat16 is
+            fast), while clean accuracy and every returned point are classified by the model
+            itself, so a point counts as broken only if the full-precision model misclassifies
+            it. Part of the run's identity.
 
     Returns:
         EvalReport with per-sample ``clean_correct``, ``robust``, ``broken_by``, ``distance``.
@@ -133,27 +157,21 @@ def evaluate(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
     attack_list = resolve_attacks(attacks, threat)
+    with_precision(model, precision)  # fails on a bad precision before anything runs
     names = [attack_name(a) for a in attack_list]
     y = y.to(torch.int64)
     n = x.shape[0]
 
     with ModelGuard(model):
+        attack_model = with_precision(model, precision)  # made in eval mode, like the model
         n_classes = n_classes_of(model, x[:1])
         if n_classes is not None:  # None: a label-only model that was not told its classes
             check_labels_in_range(y, n_classes)
 
-        config = {
-            "threat": str(threat),
-            "attacks": [attack_config(a) for a in attack_list],
-            "batch_size": batch_size,
-            "seed": seed,
-        }
-        from robustlab.models.loading import fingerprint
-
-        model_hash = fingerprint(model)
+        run_id, config, model_hash, data_sha = run_identity(model, x, y, threat, attack_list, batch_size, seed,
+                                                            precision)
         data_desc = dict(data or {})
-        data_desc["sha256"] = _data_hash(x, y)
-        run_id = _hash({"config": config, "model": model_hash, "data": data_desc["sha256"], "code": CODE_VERSION})[:16]
+        data_desc["sha256"] = data_sha
 
         db = Store(store) if store is not None else None
         done: dict[int, int] = {}
@@ -185,7 +203,8 @@ def evaluate(
                     continue
                 t_batch = time.time()
                 xb, yb = x[start:stop], y[start:stop]
-                outcome, costs = _run_batch(model, xb, yb, threat, attack_list, seed * 1_000_003 + start)
+                outcome, costs = _run_batch(model, xb, yb, threat, attack_list, seed * 1_000_003 + start,
+                                            attack_model=attack_model)
                 cc, rb, bb, dist, fwd = outcome
                 clean_correct[start:stop], robust[start:stop] = cc.cpu(), rb.cpu()
                 broken_by[start:stop], distance[start:stop] = bb.cpu(), dist.cpu()
@@ -257,9 +276,15 @@ def _diagnose(model, x: Tensor, y: Tensor, threat: LpBall, attacks: list[Attack]
     return found
 
 
-def _run_batch(model: nn.Module, x: Tensor, y: Tensor, threat: LpBall, attacks: list[Attack], seed: int):
+def _run_batch(model: nn.Module, x: Tensor, y: Tensor, threat: LpBall, attacks: list[Attack], seed: int,
+               attack_model: object | None = None):
     """Clean pass, then each attack on the still-robust points. Returns per-sample outcomes,
-    the forward passes spent outside the attacks, and per-attack costs."""
+    the forward passes spent outside the attacks, and per-attack costs.
+
+    ``attack_model`` is what the attacks query (default ``model``; a reduced-precision
+    ``Autocast`` wrapper); clean accuracy and success are always decided by ``model``."""
+    attack_model = model if attack_model is None else attack_model
+    exact = attack_model is model
     nb = x.shape[0]
     clean_correct = predict(model, x) == y
     extra_fwd = nb
@@ -274,7 +299,9 @@ def _run_batch(model: nn.Module, x: Tensor, y: Tensor, threat: LpBall, attacks: 
             continue
         t0 = time.time()
         xs, ys = x[idx], y[idx]
-        res = _with_seed(attack, seed + 7919 * j)(model, xs, ys)
+        refined = getattr(attack_model, "refine_calls", 0)
+        res = _with_seed(attack, seed + 7919 * j)(attack_model, xs, ys)
+        refined = getattr(attack_model, "refine_calls", 0) - refined  # full-precision passes of Autocast
         secs = time.time() - t0
         # Trust nothing: re-project (a no-op for a correct attack) and re-classify.
         x_adv = threat.project(res.x_adv.detach().to(x.dtype), xs)
@@ -286,7 +313,7 @@ def _run_batch(model: nn.Module, x: Tensor, y: Tensor, threat: LpBall, attacks: 
         extra_fwd += idx.numel()
         succ = pred != ys
         claimed = res.success.to(succ.device)
-        if bool((claimed & ~succ).any()):
+        if exact and bool((claimed & ~succ).any()):  # reduced precision: expected now and then
             warnings.warn(f"{attack_name(attack)} claimed {int((claimed & ~succ).sum())} successes the model "
                           "does not confirm; counted as failures", stacklevel=3)
         b = idx[succ]
@@ -294,5 +321,5 @@ def _run_batch(model: nn.Module, x: Tensor, y: Tensor, threat: LpBall, attacks: 
         broken_by[b] = j
         if b.numel():  # LpBall.distance cannot reshape an empty batch
             distance[b] = threat.distance(x_adv[succ], xs[succ]).to(distance.dtype)
-        costs.append((int(idx.numel()), int(b.numel()), int(res.forward_calls), int(res.backward_calls), secs))
+        costs.append((int(idx.numel()), int(b.numel()), int(res.forward_calls) + refined, int(res.backward_calls), secs))
     return (clean_correct, active, broken_by, distance, extra_fwd), costs
