@@ -317,10 +317,10 @@ def apgd_run(
             st["step"] = torch.where(reset, st["step"] / 2, st["step"])
             interval = max(interval - decr, min_interval)
         if bool(reset.any()):
-            # Go back to the best point; drop the momentum so the next step starts afresh.
-            xr = x_best[idx[reset]]
-            st["xs"][reset] = xr
-            st["prev"][reset] = xr
+            # Go back to the best point with its gradient. The previous iterate is kept, so the
+            # next step's momentum term is (best - iterate before the last step), as in the
+            # reference implementation (it does not restart the momentum).
+            st["xs"][reset] = x_best[idx[reset]]
             st["grad"][reset] = grad_best[idx[reset]]
     return x_best, loss_best, success, x_adv
 
