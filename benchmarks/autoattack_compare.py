@@ -69,10 +69,10 @@ SETTINGS = {
 }
 
 
-def run_ours(model: CountingModel, x, y, threat, batch_size: int, precision: str = "fp32") -> dict:
+def run_ours(model: CountingModel, x, y, threat, batch_size: int, precision: str = "fp32", seed: int = 0) -> dict:
     model.reset()
     t0 = time.time()
-    rep = rl.evaluate(model, x, y, threat, attacks=build_attacks("standard", threat), batch_size=batch_size, seed=0,
+    rep = rl.evaluate(model, x, y, threat, attacks=build_attacks("standard", threat), batch_size=batch_size, seed=seed,
                       diagnostics=False,  # the gradient-masking checks are not part of AutoAttack
                       precision=precision)
     wall = time.time() - t0
@@ -81,16 +81,16 @@ def run_ours(model: CountingModel, x, y, threat, batch_size: int, precision: str
             "backward": model.backward_calls, "wall": wall, "rows": rows, "robust": rep.robust.cpu()}
 
 
-def run_torchattacks(model: CountingModel, x, y, threat, batch_size: int):
+def run_torchattacks(model: CountingModel, x, y, threat, batch_size: int, seed: int = 0):
     import torchattacks as ta
 
     norm = {"linf": "Linf", "l2": "L2"}[threat.norm]
     eps = threat.eps
     attacks = [
-        ("APGD-CE", ta.APGD(model, norm=norm, eps=eps, steps=100, n_restarts=1, loss="ce", seed=0)),
-        ("APGD-T", ta.APGDT(model, norm=norm, eps=eps, steps=100, n_restarts=1, n_classes=10, seed=0)),
-        ("FAB-T", ta.FAB(model, norm=norm, eps=eps, steps=100, n_restarts=1, multi_targeted=True, n_classes=10, seed=0)),
-        ("Square", ta.Square(model, norm=norm, eps=eps, n_queries=5000, n_restarts=1, seed=0)),
+        ("APGD-CE", ta.APGD(model, norm=norm, eps=eps, steps=100, n_restarts=1, loss="ce", seed=seed)),
+        ("APGD-T", ta.APGDT(model, norm=norm, eps=eps, steps=100, n_restarts=1, n_classes=10, seed=seed)),
+        ("FAB-T", ta.FAB(model, norm=norm, eps=eps, steps=100, n_restarts=1, multi_targeted=True, n_classes=10, seed=seed)),
+        ("Square", ta.Square(model, norm=norm, eps=eps, n_queries=5000, n_restarts=1, seed=seed)),
     ]
     model.reset()
     n = x.shape[0]
@@ -133,6 +133,7 @@ def main(argv=None) -> None:
     ap.add_argument("--settings", default="at-linf,std-l2")
     ap.add_argument("--only", choices=["ours", "torchattacks", "both"], default="both")
     ap.add_argument("--save", default=None, help="write per-point robust flags and per-attack rows to this JSON file")
+    ap.add_argument("--seed", type=int, default=0, help="seed of both sides' attacks")
     ap.add_argument("--precision", default="fp32", help="comma-separated precisions robustlab runs in: fp32,bf16")
     ap.add_argument("--theirs", default=None, help="read the torchattacks side from a JSON file written by --save")
     args = ap.parse_args(argv)
@@ -151,9 +152,9 @@ def main(argv=None) -> None:
         if args.only in ("ours", "both"):
             for prec in args.precision.split(","):
                 res["robustlab" + ("" if prec == "fp32" else f" {prec}")] = run_ours(model, x, y, threat,
-                                                                                   args.batch_size, prec)
+                                                                                   args.batch_size, prec, args.seed)
         if args.only in ("torchattacks", "both"):
-            res["torchattacks"] = run_torchattacks(model, x, y, threat, args.batch_size)
+            res["torchattacks"] = run_torchattacks(model, x, y, threat, args.batch_size, args.seed)
         if args.theirs and "torchattacks" not in res:
             # A torchattacks run saved earlier with --save (same points): robust accuracy and
             # passes compare exactly; wall time only if both ran on an equally loaded machine.
