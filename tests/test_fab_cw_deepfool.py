@@ -167,6 +167,16 @@ def test_min_norm_box_step_reaches_the_hyperplane_in_the_box():
         d = min_norm_box_step(p, w, c, norm)
         assert float((p + d).min()) >= -1e-12 and float((p + d).max()) <= 1 + 1e-12
         assert torch.allclose((w * d).sum(dim=1), c, atol=1e-9)
+    # Linf optimality (the KKT form): every coordinate moves by min(tau, room to the box) along
+    # sign(c * w), with one tau per point, and no smaller tau reaches the hyperplane.
+    d = min_norm_box_step(p, w, c, "linf")
+    ws = w * torch.where(c < 0, -1.0, 1.0).to(w.dtype)[:, None]
+    cap = torch.where(ws > 0, 1 - p, p)
+    tau = d.abs().amax(dim=1, keepdim=True)
+    assert torch.allclose(d.abs(), torch.minimum(tau, cap), atol=1e-9)
+    assert bool(((d == 0) | (d.sign() == ws.sign())).all())
+    short = (ws.abs() * torch.minimum(tau * (1 - 1e-6), cap)).sum(dim=1)
+    assert bool((short < c.abs()).all())
 
 
 @pytest.mark.parametrize("make,name", [
