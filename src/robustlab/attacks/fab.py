@@ -49,7 +49,7 @@ def _col(v: Tensor, like: Tensor) -> Tensor:
     return v.reshape((-1,) + (1,) * (like.dim() - 1))
 
 
-_BISECT_STEPS = 30  # brackets tau to 2^-30 of its range before the exact linear solve
+_BISECT_STEPS = 24  # brackets tau to 2^-24 of its range before the exact linear solve
 
 
 def min_norm_box_step(p: Tensor, w: Tensor, c: Tensor, norm: str) -> Tensor:
@@ -93,9 +93,14 @@ def min_norm_box_step(p: Tensor, w: Tensor, c: Tensor, norm: str) -> Tensor:
         # others a_i r_i tau.
         lo = torch.zeros_like(c)
         hi = b.amax(dim=1)
+        buf = torch.empty_like(cap)
         for _ in range(_BISECT_STEPS):
             mid = 0.5 * (lo + hi)
-            big = (a * torch.minimum(mid[:, None] * r, cap)).sum(dim=1) >= c
+            if norm == "linf":
+                torch.minimum(cap, mid[:, None], out=buf)
+            else:
+                torch.minimum(torch.mul(r, mid[:, None], out=buf), cap, out=buf)
+            big = torch.linalg.vecdot(a, buf) >= c
             hi = torch.where(big, mid, hi)
             lo = torch.where(big, lo, mid)
         capped = b <= lo[:, None]
