@@ -132,9 +132,9 @@ def test_cli_precision_flag_round_trips_and_errors(tmp_path, capsys):
     rc = main(["evaluate", "--model", "mnist-cnn", "--n", "40", "--attacks", "fgsm", "--no-diagnostics",
                "--precision", "bf16", "--store", str(db)])
     assert rc == 0
+    assert "precision=bf16" in capsys.readouterr().out
     cfg = next(tmp_path.glob("*.toml")).read_text()
     assert 'precision = "bf16"' in cfg
-    capsys.readouterr()
     rc = main(["evaluate", "--model", "mnist-cnn", "--n", "4", "--precision", "fp64"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "precision" in err[-1]

@@ -138,7 +138,8 @@ def evaluate(
     data_desc = {"name": data, "split": split, "start": start, "n": int(x.shape[0]), "model": model,
                  "config": cfg.to_dict(), "config_file": str(cfg_path)}
     console.print(f"[bold]robustlab evaluate[/] model={escape(model)} data={data}/{split}[{start}:{start + x.shape[0]}] "
-                  f"threat={threat_obj} attacks={escape(', '.join(rl.evaluation.runner.attack_name(a) for a in attack_list))}",
+                  f"threat={threat_obj} attacks={escape(', '.join(rl.evaluation.runner.attack_name(a) for a in attack_list))}"
+                  + ("" if precision == "fp32" else f" precision={precision} (success decided in fp32)"),
                   highlight=False)
     console.print(f"config written to {escape(str(cfg_path))} (reproduce: robustlab evaluate --config {escape(str(cfg_path))})",
                   highlight=False)
