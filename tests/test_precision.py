@@ -138,3 +138,18 @@ def test_cli_precision_flag_round_trips_and_errors(tmp_path, capsys):
     rc = main(["evaluate", "--model", "mnist-cnn", "--n", "4", "--precision", "fp64"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "precision" in err[-1]
+
+
+def test_fab_on_autocast_reports_only_points_the_fp32_model_confirms(std_model, mnist_test):
+    # FAB walks along the decision boundary, so it searches without the refinement and confirms
+    # the points it keeps in full precision.
+    x, y = mnist_test[0][:60], mnist_test[1][:60]
+    threat = rl.LpBall("l2", 1.0)
+    fast = rl.models.Autocast(std_model)
+    res = rl.attacks.FAB(threat, n_target_classes=2, steps=20)(fast, x, y)
+    assert 0 < int(res.success.sum()) < 60
+    with torch.no_grad():
+        pred = std_model(res.x_adv).argmax(dim=1)
+    assert torch.equal(res.success, pred != y)
+    assert fast.refine is True  # switched back on after the search
+    assert bool((res.distance[res.success] <= 1.0 + 1e-5).all())

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, prepare
+from robustlab.models.precision import approximate_decisions
 from robustlab.attacks.deepfool import bounded_finish, logit_diff_grads, minimal_result
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_threat
@@ -311,10 +312,18 @@ class FAB:
                     else:
                         rad = torch.minimum(best_dist[idx], torch.full_like(best_dist[idx], eps))
                         start = _fab_start(norm, x0, rad, gen)
-                    xb, db = fab_run(counter, norm, x0, y[idx], classes[idx],
-                                     None if succ_t is None else succ_t[idx], start, steps=self.steps,
-                                     alpha_max=self.alpha_max, eta=self.eta, beta=self.beta, bound=bound)
+                    with approximate_decisions(model) as approx:
+                        xb, db = fab_run(counter, norm, x0, y[idx], classes[idx],
+                                         None if succ_t is None else succ_t[idx], start, steps=self.steps,
+                                         alpha_max=self.alpha_max, eta=self.eta, beta=self.beta, bound=bound)
                     better = db < best_dist[idx]
+                    if approx and bool(better.any()):
+                        # Reduced precision decided those points: confirm them with the exact
+                        # decisions (one counted forward each) before they end the search.
+                        cand = better.nonzero().squeeze(1)
+                        pred = counter.logits(xb[cand]).argmax(dim=1)
+                        ok = pred != y[idx[cand]] if succ_t is None else pred == succ_t[idx[cand]]
+                        better[cand[~ok]] = False
                     best_dist[idx[better]] = db[better]
                     x_best[idx[better]] = xb[better]
             found = torch.isfinite(best_dist)

@@ -19,6 +19,9 @@ to the attacks' forward passes.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
@@ -47,13 +50,14 @@ class Autocast(nn.Module):
         self.dtype = dtype
         self.tol = float(tol)
         self.refine_calls = 0
+        self.refine = True  # see approximate_decisions
         self.train(model.training)
 
     def forward(self, x: Tensor) -> Tensor:
         with torch.autocast(device_type=x.device.type, dtype=self.dtype):
             out = self.model(x)
         out = out.to(x.dtype)
-        if self.tol == 0 or out.dim() != 2 or out.shape[1] < 2:
+        if not self.refine or self.tol == 0 or out.dim() != 2 or out.shape[1] < 2:
             return out
         with torch.no_grad():
             top = out.detach().topk(2, dim=1).values
@@ -69,6 +73,26 @@ class Autocast(nn.Module):
         # out - out.detach() is exactly zero with out's gradient, so the values are exactly
         # ``vals`` (bit for bit) and the gradient is the reduced-precision one.
         return (out - out.detach()) + vals
+
+
+@contextmanager
+def approximate_decisions(model: object) -> Iterator[bool]:
+    """Inside, an :class:`Autocast` model skips its full-precision refinement; yields whether
+    ``model`` is one (for any other model this is a no-op that yields False).
+
+    For attacks whose iterates sit on the decision boundary by design (FAB walks along it, so
+    nearly every pass would be refined and the reduced precision would save nothing). Such an
+    attack must confirm the points it reports, outside the block, where refinement is back on.
+    """
+    if not isinstance(model, Autocast):
+        yield False
+        return
+    saved = model.refine
+    model.refine = False
+    try:
+        yield True
+    finally:
+        model.refine = saved
 
 
 def with_precision(model: object, precision: str) -> object:
