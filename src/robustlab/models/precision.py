@@ -1,10 +1,11 @@
 """Reduced-precision attack models: the same weights run under autocast, exact near the boundary.
 
 An attack spends nearly all its time in the model's forward and backward passes. Run in
-bfloat16 (``torch.autocast``) they cost about half as much on a CPU with AVX-512 BF16 and on
-any recent GPU, while the search directions they give (the sign of a gradient, which square
-to keep) are nearly the same. What must not change is any decision about success, so
-:class:`Autocast` returns full-precision values wherever they decide one:
+bfloat16 (``torch.autocast``) they cost about half as much on a CPU with AVX-512 BF16
+(measured: BENCHMARKS.md; GPUs with bfloat16 units should gain as well), while the search
+directions they give (the sign of a gradient, which square to keep) are nearly the same.
+What must not change is any decision about success, so :class:`Autocast` returns
+full-precision values wherever they decide one:
 
 - a row whose top-2 logit margin is within ``tol`` times its largest |logit| (bfloat16 errs
   by < 1% of that on the shipped models; the default tolerance is 5%) is recomputed in full
@@ -15,7 +16,8 @@ to keep) are nearly the same. What must not change is any decision about success
   broken that the full-precision model classifies correctly.
 
 The refinement passes are counted in ``refine_calls`` (per sample); ``evaluate`` adds them
-to the attacks' forward passes.
+to the attacks' forward passes. ``approximate_decisions`` switches the refinement off for
+attacks that confirm their own points (FAB).
 """
 from __future__ import annotations
 
