@@ -139,7 +139,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     x, y = rl.data.load("mnist", split="test", n=args.n)
-    print(f"# robustlab standard ensemble vs torchattacks AutoAttack (APGD/APGD-T/FAB at 100 steps, Square 5000)\n")
+    print("# robustlab standard ensemble vs torchattacks AutoAttack (APGD/APGD-T/FAB at 100 steps, Square 5000)\n")
     print(f"command: python benchmarks/autoattack_compare.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, first {args.n} MNIST test points\n")

@@ -9,8 +9,10 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from robustlab.attacks.base import is_success
 from robustlab.models.access import QueryBudgetExceeded
 from robustlab.threats import check_threat  # re-exported for the black-box attacks
 from robustlab.validation import check_inputs, check_logits, check_model
@@ -108,5 +110,50 @@ def check_labels(y: Tensor, target: Tensor | None, n_classes: int | None) -> Non
         check_labels_in_range(target, n_classes, "target")
 
 
+def score_loss(name: str, scores: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+    """Per-sample loss the attack minimises; below 0 (margin) means success.
+
+    margin, untargeted: score of y minus the best other score; targeted: best non-target score
+    minus the target's score. ce: cross-entropy of the scores taken as logits (targeted: to the
+    target; untargeted: its negative).
+    """
+    if name == "margin":
+        lab = y if target is None else target
+        own = scores.gather(1, lab[:, None]).squeeze(1)
+        other = scores.scatter(1, lab[:, None], float("-inf")).amax(dim=1)
+        return own - other if target is None else other - own
+    if target is None:
+        return -F.cross_entropy(scores, y, reduction="none")
+    return F.cross_entropy(scores, target, reduction="none")
+
+
+def first_query(q: Queries, x: Tensor, y: Tensor, target: Tensor | None, loss: str,
+                attack: str) -> tuple[Tensor, Tensor] | None:
+    """The opening query of a score-based attack: scores of the clean points (counted), labels
+    checked against the number of classes, and per-sample (success, loss). None when the
+    target's query budget ran out on it (warned; the caller returns the clean points)."""
+    try:
+        sc = q.scores(x, torch.arange(x.shape[0], device=x.device))
+    except QueryBudgetExceeded as e:
+        budget_stop(attack, e, q)
+        return None
+    check_labels(y, target, q.n_classes)
+    return is_success(sc, y, target), score_loss(loss, sc, y, target)
+
+
+def accept(idx: Tensor, cand: Tensor, scores: Tensor, y: Tensor, target: Tensor | None, loss: str,
+           x_best: Tensor, loss_best: Tensor, success: Tensor) -> None:
+    """Random-search acceptance, in place: the points ``idx`` take their candidates ``cand``
+    where the loss at ``scores`` fell or the candidate succeeds."""
+    ti = None if target is None else target[idx]
+    lv = score_loss(loss, scores, y[idx], ti)
+    succ = is_success(scores, y[idx], ti)
+    better = succ | (lv < loss_best[idx])
+    upd = idx[better]
+    x_best[upd] = cand[better]
+    loss_best[upd] = lv[better]
+    success[upd] = succ[better]
+
+
 __all__ = ["Queries", "QueryBudgetExceeded", "check_blackbox_inputs", "check_threat", "require_scores",
-           "has_scores", "budget_stop", "check_labels"]
+           "has_scores", "budget_stop", "check_labels", "score_loss", "first_query", "accept", "is_success"]

@@ -1,7 +1,7 @@
 """Score-based attacks with estimated gradients: SPSA (Uesato et al. 2018) and NES (Ilyas et
 al. 2018). Square, the other score-based attack, lives in ``square.py``.
 
-Both descend the same per-sample loss as Square (``square.score_loss``: margin by default) with
+Both descend the same per-sample loss as Square (``_blackbox.score_loss``: margin by default) with
 a gradient estimated from antithetic finite differences of the model's scores: SPSA with
 Rademacher directions and an Adam step, NES with Gaussian directions and a momentum step along
 the threat's steepest direction (sign for Linf). Every iterate is projected into the ball.
@@ -20,14 +20,15 @@ from torch import Tensor
 from robustlab.attacks._blackbox import (
     Queries,
     QueryBudgetExceeded,
+    accept,
     budget_stop,
     check_blackbox_inputs,
-    check_labels,
     check_threat,
+    first_query,
     require_scores,
+    score_loss,
 )
-from robustlab.attacks.base import ModelGuard, is_success, make_generator
-from robustlab.attacks.square import score_loss
+from robustlab.attacks.base import ModelGuard, make_generator
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall
 from robustlab.validation import check_nonneg_float, check_positive_int
@@ -75,16 +76,11 @@ def _run_estimated(attack, q: Queries, x: Tensor, y: Tensor, target: Tensor | No
     threat: LpBall = attack.threat
     n = x.shape[0]
     dev = x.device
-    everyone = torch.arange(n, device=dev)
     x_best = x.clone()
-    try:
-        sc = q.scores(x, everyone)
-    except QueryBudgetExceeded as e:
-        budget_stop(attack.name, e, q)
+    first = first_query(q, x, y, target, attack.loss, attack.name)
+    if first is None:
         return x_best, torch.zeros(n, dtype=torch.bool, device=dev)
-    check_labels(y, target, q.n_classes)
-    success = is_success(sc, y, target)
-    best_loss = score_loss(attack.loss, sc, y, target)
+    success, best_loss = first
     per_step = 2 * attack.samples + 1
     x_cur = x.clone()
     state: dict[str, Tensor] = {}
@@ -102,13 +98,7 @@ def _run_estimated(attack, q: Queries, x: Tensor, y: Tensor, target: Tensor | No
             nxt = threat.project(update(x_cur[idx], g, state, idx, step), x[idx])
             x_cur[idx] = nxt
             sc = q.scores(nxt, idx)
-            lv = score_loss(attack.loss, sc, y[idx], ti)
-            succ = is_success(sc, y[idx], ti)
-            better = succ | (lv < best_loss[idx])
-            upd = idx[better]
-            x_best[upd] = nxt[better]
-            best_loss[upd] = lv[better]
-            success[upd] = succ[better]
+            accept(idx, nxt, sc, y, target, attack.loss, x_best, best_loss, success)
     except QueryBudgetExceeded as e:
         budget_stop(attack.name, e, q)
     return x_best, success
@@ -149,7 +139,7 @@ class SPSA:
             Linf and eps / (4 * sqrt(dim)) for L2 (a quarter of the radius per step: under a
             query budget few steps are affordable, so they must be long).
         seed: seed of the random directions.
-        loss: "margin" or "ce" on the scores (see ``square.score_loss``).
+        loss: "margin" or "ce" on the scores (see ``_blackbox.score_loss``).
     """
 
     threat: LpBall

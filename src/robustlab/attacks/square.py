@@ -16,19 +16,21 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from robustlab.attacks._blackbox import (
     Queries,
     QueryBudgetExceeded,
+    accept,
     budget_stop,
     check_blackbox_inputs,
-    check_labels,
     check_threat,
+    first_query,
+    is_success,
     require_scores,
+    score_loss,
 )
-from robustlab.attacks.base import ModelGuard, is_success, make_generator
+from robustlab.attacks.base import ModelGuard, make_generator
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall
 from robustlab.validation import check_positive_int
@@ -42,23 +44,6 @@ def square_fraction(p_init: float, it: int, n_iters: int) -> float:
     """The fraction of the image area a window covers at iteration ``it`` of ``n_iters``."""
     t = int(it / max(n_iters, 1) * 10000)
     return p_init / 2 ** sum(t > h for h in _HALVINGS)
-
-
-def score_loss(name: str, scores: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-    """Per-sample loss the attack minimises; below 0 (margin) means success.
-
-    margin, untargeted: score of y minus the best other score; targeted: best non-target score
-    minus the target's score. ce: cross-entropy of the scores taken as logits (targeted: to the
-    target; untargeted: its negative).
-    """
-    if name == "margin":
-        lab = y if target is None else target
-        own = scores.gather(1, lab[:, None]).squeeze(1)
-        other = scores.scatter(1, lab[:, None], float("-inf")).amax(dim=1)
-        return own - other if target is None else other - own
-    if target is None:
-        return -F.cross_entropy(scores, y, reduction="none")
-    return F.cross_entropy(scores, target, reduction="none")
 
 
 def _window_index(n: int, s: int, h: int, w: int, gen: torch.Generator, device) -> tuple[Tensor, Tensor, Tensor]:
@@ -170,19 +155,14 @@ class Square:
         linf = threat.norm == "linf"
         dev = x.device
         x_best = x.clone()
-        everyone = torch.arange(n, device=dev)
 
         def tgt(idx: Tensor) -> Tensor | None:
             return None if target is None else target[idx]
 
-        try:
-            scores = q.scores(x, everyone)
-        except QueryBudgetExceeded as e:
-            budget_stop(self.name, e, q)
+        first = first_query(q, x, y, target, self.loss, self.name)
+        if first is None:
             return x_best, torch.zeros(n, dtype=torch.bool, device=dev)
-        check_labels(y, target, q.n_classes)
-        success = is_success(scores, y, target)
-        loss_best = score_loss(self.loss, scores, y, target)
+        success, loss_best = first
         if self.max_queries < 2 or eps == 0:
             return x_best, success
 
@@ -214,13 +194,7 @@ class Square:
                 else:
                     cand = self._l2_step(xi, xb, p, eps, gen)
                 sc = q.scores(cand, idx)
-                lv = score_loss(self.loss, sc, y[idx], tgt(idx))
-                succ = is_success(sc, y[idx], tgt(idx))
-                better = (lv < loss_best[idx]) | succ
-                upd = idx[better]
-                x_best[upd] = cand[better]
-                loss_best[upd] = lv[better]
-                success[upd] = succ[better]
+                accept(idx, cand, sc, y, target, self.loss, x_best, loss_best, success)
         except QueryBudgetExceeded as e:
             budget_stop(self.name, e, q)
         return x_best, success
