@@ -10,6 +10,7 @@ import robustlab as rl
 from robustlab.attacks.base import Counter, ModelGuard
 from robustlab.cli import main
 from robustlab.evaluation.runner import _run_batch
+from robustlab.report.leaderboard import leaderboard
 from robustlab.results import AttackResult
 
 
@@ -110,6 +111,11 @@ def test_evaluate_bf16_matches_fp32_and_is_its_own_run(at_model, mnist_test, lin
     # Resuming the bf16 run reads it back instead of mixing it with the fp32 one.
     again = rl.evaluate(at_model, x, y, linf03, precision="bf16", **kw)
     assert again.resumed_points == 150 and torch.equal(again.robust, r16.robust)
+    # The leaderboard tells the two apart.
+    (group,), _ = leaderboard(db)
+    rows = {e.run_id: e.attacks for e in group.entries}
+    assert rows[r32.run_id] == ["APGD-CE"]
+    assert rows[r16.run_id] == ["APGD-CE", "(searched in bf16, decided in fp32)"]
 
 
 def test_bad_precision_is_named(std_model, mnist_test, linf03):

@@ -66,7 +66,10 @@ def leaderboard(store: str | Path) -> tuple[list[Group], int]:
         g = Group(labels[key], key[1])
         for i, r in enumerate(rs, 1):
             ds = diags[r.run_id]
-            g.entries.append(Entry(i, r.run_id, model_label(r), r.attacks, r.n, float(r.summary["clean_accuracy"]),
+            # A reduced-precision search is part of how the number was reached: say so in the row.
+            prec = r.config.get("precision", "fp32")
+            attacks = list(r.attacks) + ([f"(searched in {prec}, decided in fp32)"] if prec != "fp32" else [])
+            g.entries.append(Entry(i, r.run_id, model_label(r), attacks, r.n, float(r.summary["clean_accuracy"]),
                                    float(r.summary["robust_accuracy"]), [d.name for d in ds if d.status == "warn"],
                                    bool(ds), datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M")))
         groups.append(g)
