@@ -156,4 +156,4 @@ def accept(idx: Tensor, cand: Tensor, scores: Tensor, y: Tensor, target: Tensor 
 
 
 __all__ = ["Queries", "QueryBudgetExceeded", "check_blackbox_inputs", "check_threat", "require_scores",
-           "has_scores", "budget_stop", "check_labels", "score_loss", "first_query", "accept", "is_success"]
+           "has_scores", "budget_stop", "check_labels", "score_loss", "first_query", "accept"]

@@ -35,8 +35,8 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, prepare
-from robustlab.models.precision import approximate_decisions
 from robustlab.attacks.deepfool import bounded_finish, logit_diff_grads, minimal_result
+from robustlab.models.precision import approximate_decisions
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_threat
 from robustlab.validation import check_nonneg_float, check_positive_int

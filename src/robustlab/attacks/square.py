@@ -26,11 +26,10 @@ from robustlab.attacks._blackbox import (
     check_blackbox_inputs,
     check_threat,
     first_query,
-    is_success,
     require_scores,
     score_loss,
 )
-from robustlab.attacks.base import ModelGuard, make_generator
+from robustlab.attacks.base import ModelGuard, is_success, make_generator
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall
 from robustlab.validation import check_positive_int

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robustlab.models.precision import PRECISIONS
+
 # TOML section of each field.
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "model": ("model", "weights", "device", "access"),
@@ -142,8 +144,9 @@ def _check(cfg: EvalConfig) -> None:
         raise ValueError("config: [model] name: expected a shipped model name or a builder file")
     if cfg.access not in ("white", "score", "label"):
         raise ValueError(f"config: [model] access: expected white, score or label, got {cfg.access!r}")
-    if cfg.precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"config: [evaluation] precision: expected fp32, bf16 or fp16, got {cfg.precision!r}")
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"config: [evaluation] precision: expected one of {sorted(PRECISIONS)}, "
+                         f"got {cfg.precision!r}")
     if cfg.n is not None and cfg.n <= 0:
         raise ValueError(f"config: [data] n: expected a positive number of points, got {cfg.n}")
     if cfg.start < 0:

@@ -28,7 +28,7 @@ from torch import Tensor
 from robustlab.attacks.base import Attack, ModelGuard
 from robustlab.evaluation import runner
 from robustlab.evaluation.store import Store
-from robustlab.models.precision import with_precision
+from robustlab.models.precision import check_precision, with_precision
 from robustlab.results import EvalReport
 from robustlab.threats import LpBall, check_threat
 from robustlab.validation import check_inputs, check_model, check_positive_int
@@ -102,7 +102,7 @@ def evaluate_distributed(
     if n_classes is not None:  # None: a label-only model that was not told its classes
         runner.check_labels_in_range(y, n_classes)
 
-    with_precision(model, precision)  # a bad precision fails here, before Ray starts
+    check_precision(precision, model)  # before Ray starts
     run_id, config, model_hash, data_sha = runner.run_identity(model, x, y, threat, attack_list, batch_size, seed,
                                                                precision)
     data_desc = dict(data or {})

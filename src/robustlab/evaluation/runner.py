@@ -24,7 +24,7 @@ from robustlab.attacks.base import Attack, ModelGuard
 from robustlab.attacks.gradient import PGD
 from robustlab.evaluation.store import Store
 from robustlab.models.access import n_classes_of, predict
-from robustlab.models.precision import with_precision
+from robustlab.models.precision import check_precision, with_precision
 from robustlab.results import AttackSummary, EvalReport
 from robustlab.threats import DIST_TOL, LpBall, check_threat
 from robustlab.validation import (
@@ -157,7 +157,7 @@ def evaluate(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
     attack_list = resolve_attacks(attacks, threat)
-    with_precision(model, precision)  # fails on a bad precision before anything runs
+    check_precision(precision, model)
     names = [attack_name(a) for a in attack_list]
     y = y.to(torch.int64)
     n = x.shape[0]

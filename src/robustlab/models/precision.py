@@ -97,13 +97,18 @@ def approximate_decisions(model: object) -> Iterator[bool]:
         model.refine = saved
 
 
-def with_precision(model: object, precision: str) -> object:
-    """``model`` itself for "fp32", else an :class:`Autocast` wrapper ("bf16", "fp16")."""
+def check_precision(precision: str, model: object) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` (None for "fp32"); a ValueError naming ``precision``
+    for an unknown name, or for reduced precision on a model that is not an nn.Module."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {sorted(PRECISIONS)}, got {precision!r}")
     dtype = PRECISIONS[precision]
-    if dtype is None:
-        return model
-    if not isinstance(model, nn.Module):
+    if dtype is not None and not isinstance(model, nn.Module):
         raise ValueError(f"precision: {precision} needs a white-box nn.Module model, not {type(model).__name__}")
-    return Autocast(model, dtype=dtype)
+    return dtype
+
+
+def with_precision(model: object, precision: str) -> object:
+    """``model`` itself for "fp32", else an :class:`Autocast` wrapper ("bf16", "fp16")."""
+    dtype = check_precision(precision, model)
+    return model if dtype is None else Autocast(model, dtype=dtype)  # type: ignore[arg-type]
