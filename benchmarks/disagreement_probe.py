@@ -17,8 +17,7 @@ import json
 import torch
 
 import robustlab as rl
-
-SETTINGS = {"at-linf": ("mnist-cnn-at", "linf", 0.3), "std-l2": ("mnist-cnn", "l2", 1.5)}
+from autoattack_compare import SETTINGS  # the same settings the saved runs used
 
 
 def main() -> None:
