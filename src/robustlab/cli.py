@@ -375,6 +375,21 @@ def leaderboard(
         console.print(f"leaderboard written to {escape(str(out))}", highlight=False)
 
 
+# Commands that live with their own area (``robustlab train`` with the training loop, ...):
+# each module defines ``register(app)``; adding one is one line here.
+COMMAND_MODULES: list[str] = []
+
+
+def _register_plugins() -> None:
+    import importlib
+
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).register(app)
+
+
+_register_plugins()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Console entry point: bad arguments get one line on stderr and exit code 2."""
     from typer.exceptions import TyperException

@@ -75,19 +75,52 @@ class EvalReport:
     resumed_points: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     diagnostics: list[Any] = field(default_factory=list)
+    certified: Tensor | None = None  # (N,) bool where certifiers ran, else None
+    certificates: list["CertSummary"] = field(default_factory=list)
+
+    @property
+    def certified_accuracy(self) -> float | None:
+        """Fraction of all points certified (correct and proven constant on the ball); None
+        when no certifier ran."""
+        if self.certified is None:
+            return None
+        return float(self.certified.float().mean()) if self.certified.numel() else 0.0
+
+
+@dataclass
+class CertSummary:
+    """One certifier's row in an evaluation: how many points it certified and what it cost."""
+
+    name: str
+    certified_accuracy: float  # over all evaluated points, cumulative over certifiers so far
+    certified: int  # points this certifier certified that no earlier one had
+    attempted: int
+    forward_calls: int
+    seconds: float
 
 
 @dataclass
 class CertResult:
-    """Certified robustness of a set of points.
+    """What one certifier call proved about a batch of points.
 
     Attributes:
-        certified: (N,) bool, the prediction is proven constant on the whole ball.
-        radius: (N,) certified radius (smoothing) or the eps checked (bound propagation).
-        prediction: (N,) predicted class, -1 where the certifier abstained.
+        certified: (N,) bool: the prediction equals the label ``y`` and is proven constant on
+            the whole threat set around the point (the ball intersected with the input box).
+        radius: (N,) float: the certified radius in the threat's unit (smoothing, Lipschitz),
+            or the threat's own radius where the certificate is for that one ball (bounds);
+            0 where nothing is certified.
+        prediction: (N,) int64: the certified model's prediction, -1 where it abstained.
+        bound: (N,) float or None: a lower bound of the worst-case margin (true logit minus the
+            best other) over the ball, where the method gives one (> 0 means certified).
+        forward_calls: forward passes (or noise samples) spent, counted per sample.
+        seconds: wall time of the call.
+        method: the certifier's name ("linear-exact", "crown", "smoothing", ...).
     """
 
     certified: Tensor
     radius: Tensor
     prediction: Tensor
+    bound: Tensor | None = None
+    forward_calls: int = 0
+    seconds: float = 0.0
     method: str = ""

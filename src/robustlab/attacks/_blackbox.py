@@ -14,7 +14,7 @@ from torch import Tensor
 
 from robustlab.attacks.base import is_success
 from robustlab.models.access import QueryBudgetExceeded
-from robustlab.threats import check_threat  # re-exported for the black-box attacks
+from robustlab.threats import check_lp  # re-exported for the black-box attacks
 from robustlab.validation import check_inputs, check_logits, check_model
 
 
@@ -155,5 +155,5 @@ def accept(idx: Tensor, cand: Tensor, scores: Tensor, y: Tensor, target: Tensor 
     success[upd] = succ[better]
 
 
-__all__ = ["Queries", "QueryBudgetExceeded", "check_blackbox_inputs", "check_threat", "require_scores",
+__all__ = ["Queries", "QueryBudgetExceeded", "check_blackbox_inputs", "check_lp", "require_scores",
            "has_scores", "budget_stop", "check_labels", "score_loss", "first_query", "accept"]

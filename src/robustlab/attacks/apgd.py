@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, prepare
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall, check_threat
+from robustlab.threats import LpBall, check_lp
 from robustlab.validation import check_positive_int
 
 _DLR_TINY = 1e-12
@@ -365,7 +365,7 @@ def _apgd_points(
 
 
 def _check_common(a) -> None:
-    check_threat(a.threat)
+    check_lp(a.threat)
     check_positive_int(a.steps, "steps")
     check_positive_int(a.restarts, "restarts")
     check_positive_int(a.eot_iter, "eot_iter")

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from robustlab.attacks.base import Counter, ModelGuard, finish, prepare
 from robustlab.attacks.deepfool import bounded_finish, minimal_result
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall, check_threat
+from robustlab.threats import LpBall, check_lp
 from robustlab.validation import check_nonneg_float, check_positive_int
 
 
@@ -69,7 +69,7 @@ class CarliniWagner:
     seed: int | None = 0  # unused (deterministic); kept so evaluate can seed every attack alike
 
     def __post_init__(self) -> None:
-        check_threat(self.threat)
+        check_lp(self.threat)
         if self.threat.norm != "l2":
             raise ValueError(f"threat: CarliniWagner is an L2 attack, got norm {self.threat.norm!r}")
         check_positive_int(self.steps, "steps")

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.base import Counter, ModelGuard, finish, prepare
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall, check_threat
+from robustlab.threats import LpBall, check_lp
 from robustlab.validation import check_nonneg_float, check_positive_int
 
 
@@ -103,7 +103,7 @@ class DeepFool:
     seed: int | None = 0  # unused (deterministic); kept so evaluate can seed every attack alike
 
     def __post_init__(self) -> None:
-        check_threat(self.threat)
+        check_lp(self.threat)
         if self.threat.norm not in ("linf", "l2"):
             raise ValueError(f"threat: DeepFool supports linf and l2, got {self.threat.norm!r}")
         check_positive_int(self.steps, "steps")

@@ -38,7 +38,7 @@ from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, 
 from robustlab.attacks.deepfool import bounded_finish, logit_diff_grads, minimal_result
 from robustlab.models.precision import approximate_decisions
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall, check_threat
+from robustlab.threats import LpBall, check_lp
 from robustlab.validation import check_nonneg_float, check_positive_int
 
 
@@ -255,7 +255,7 @@ class FAB:
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        check_threat(self.threat)
+        check_lp(self.threat)
         check_positive_int(self.steps, "steps")
         check_positive_int(self.restarts, "restarts")
         if self.n_target_classes is not None:

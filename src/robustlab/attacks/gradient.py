@@ -23,7 +23,7 @@ from robustlab.attacks.base import (
     prepare,
 )
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall, check_threat
+from robustlab.threats import LpBall, check_lp
 from robustlab.validation import check_nonneg_float, check_positive_int
 
 
@@ -56,7 +56,7 @@ class PGD:
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        check_threat(self.threat)
+        check_lp(self.threat)
         check_positive_int(self.steps, "steps")
         check_positive_int(self.restarts, "restarts")
         if self.step_size is not None:
@@ -111,7 +111,7 @@ class FGSM:
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        check_threat(self.threat)
+        check_lp(self.threat)
         if self.step_size is not None:
             check_nonneg_float(self.step_size, "step_size")
 

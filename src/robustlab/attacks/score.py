@@ -23,7 +23,7 @@ from robustlab.attacks._blackbox import (
     accept,
     budget_stop,
     check_blackbox_inputs,
-    check_threat,
+    check_lp,
     first_query,
     require_scores,
     score_loss,
@@ -118,7 +118,7 @@ def _call(attack, model: object, x: Tensor, y: Tensor, target: Tensor | None, up
 
 
 def _validate(attack) -> None:
-    check_threat(attack.threat)
+    check_lp(attack.threat)
     check_positive_int(attack.max_queries, "max_queries")
     check_positive_int(attack.samples, "samples")
     _check_positive(attack.delta, "delta")

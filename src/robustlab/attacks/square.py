@@ -24,7 +24,7 @@ from robustlab.attacks._blackbox import (
     accept,
     budget_stop,
     check_blackbox_inputs,
-    check_threat,
+    check_lp,
     first_query,
     require_scores,
     score_loss,
@@ -107,7 +107,7 @@ class Square:
     loss: str = "margin"
 
     def __post_init__(self) -> None:
-        check_threat(self.threat)
+        check_lp(self.threat)
         if self.threat.norm not in ("linf", "l2"):
             raise ValueError(f"threat: Square supports linf and l2, got {self.threat.norm!r}")
         check_positive_int(self.max_queries, "max_queries")

@@ -4,7 +4,9 @@
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -12,7 +14,17 @@ from torch import Tensor
 
 from robustlab.data import digits, mnist
 
-_SOURCES = {"mnist": mnist, "digits": digits}
+_SOURCES: dict[str, ModuleType | str] = {"mnist": mnist, "digits": digits}
+# Sources of other modalities register by module path (imported on first use), one line each.
+# Such a module defines N_CLASSES, SIZES ({split: size}), SHAPE (or None for text) and
+# ``load(split, n, start) -> (x, y)`` with x a tensor or a list of strings.
+_PLUGINS: dict[str, str] = {}
+
+
+def register_dataset(name: str, module: str) -> None:
+    """Make ``load(name)`` read from ``module`` (imported lazily), e.g. "robustlab.data.keywords"."""
+    _SOURCES[name] = module
+    _PLUGINS[name] = module
 
 
 @dataclass(frozen=True)
@@ -34,10 +46,13 @@ def info(name: str) -> DatasetInfo:
     return DatasetInfo(name, src.N_CLASSES, src.SHAPE, dict(src.SIZES))
 
 
-def _source(name: str):
+def _source(name: str) -> ModuleType:
     if name not in _SOURCES:
         raise ValueError(f"name: unknown dataset {name!r}; expected one of {names()}")
-    return _SOURCES[name]
+    src = _SOURCES[name]
+    if isinstance(src, str):
+        src = _SOURCES[name] = importlib.import_module(src)
+    return src
 
 
 def load(name: str, split: str = "test", n: int | None = None, start: int = 0) -> tuple[Tensor, Tensor]:
@@ -53,6 +68,8 @@ def load(name: str, split: str = "test", n: int | None = None, start: int = 0) -
         x: float32 (n, 1, H, W) in [0, 1]; y: int64 (n,).
     """
     src = _source(name)
+    if hasattr(src, "load"):  # a registered source of another modality reads its own files
+        return src.load(split=split, n=n, start=start)
     if split not in src.SIZES:
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
     size = src.SIZES[split]
@@ -74,4 +91,4 @@ def load(name: str, split: str = "test", n: int | None = None, start: int = 0) -
     return x, y
 
 
-__all__ = ["load", "names", "info", "DatasetInfo"]
+__all__ = ["load", "names", "info", "DatasetInfo", "register_dataset"]

@@ -30,7 +30,7 @@ from robustlab.evaluation import runner
 from robustlab.evaluation.store import Store
 from robustlab.models.precision import check_precision, with_precision
 from robustlab.results import EvalReport
-from robustlab.threats import LpBall, check_threat
+from robustlab.threats import LpBall, check_lp
 from robustlab.validation import check_inputs, check_model, check_positive_int
 
 
@@ -88,7 +88,7 @@ def evaluate_distributed(
     """
     ray = _import_ray()
     check_model(model)
-    check_threat(threat)
+    check_lp(threat)
     check_inputs(x, y)
     batch_size = check_positive_int(batch_size, "batch_size")
     workers = check_positive_int(workers, "workers")

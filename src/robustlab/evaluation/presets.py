@@ -46,7 +46,7 @@ from robustlab.attacks.deepfool import DeepFool
 from robustlab.attacks.fab import FAB
 from robustlab.attacks.gradient import FGSM, PGD
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall, check_threat
+from robustlab.threats import LpBall, check_lp
 
 _PGD = re.compile(r"^pgd(?:-(?P<loss>ce|margin))?(?:-(?P<steps>\d+))?(?:x(?P<restarts>\d+))?$")
 _APGD = re.compile(r"^apgd-(?P<loss>ce|dlr)(?:-(?P<steps>\d+))?(?:x(?P<restarts>\d+))?$")
@@ -71,7 +71,7 @@ def _square(threat: LpBall, queries: int = 5000):
 def ensemble(version: str, threat: LpBall) -> list[Attack]:
     """The attacks of AutoAttack's ``version`` ("standard", "plus" or "rand") for ``threat``,
     in the order they run."""
-    check_threat(threat)
+    check_lp(threat)
     if version == "standard":
         if threat.norm == "l1":
             return [APGD(threat, loss="ce", restarts=5, large_reps=True),

@@ -26,7 +26,7 @@ from robustlab.evaluation.store import Store
 from robustlab.models.access import n_classes_of, predict
 from robustlab.models.precision import check_precision, with_precision
 from robustlab.results import AttackSummary, EvalReport
-from robustlab.threats import DIST_TOL, LpBall, check_threat
+from robustlab.threats import DIST_TOL, LpBall, check_lp
 from robustlab.validation import (
     check_inputs,
     check_labels_in_range,
@@ -151,7 +151,7 @@ def evaluate(
         EvalReport with per-sample ``clean_correct``, ``robust``, ``broken_by``, ``distance``.
     """
     check_model(model)
-    check_threat(threat)
+    check_lp(threat)
     check_inputs(x, y)
     batch_size = check_positive_int(batch_size, "batch_size")
     if isinstance(seed, bool) or not isinstance(seed, int):

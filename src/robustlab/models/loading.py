@@ -32,6 +32,18 @@ def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
         raise ValueError(f"name: unknown model {name!r}; shipped models: {names()}")
     entry = ZOO[name]
     path = weights_path(name)
+    if entry.loader is not None:
+        import importlib
+
+        mod, fn = entry.loader.split(":")
+        state = None
+        if path.is_file():
+            with open(path, "rb") as f:
+                from safetensors.torch import load as load_bytes
+
+                state = load_bytes(f.read())
+        model = getattr(importlib.import_module(mod), fn)(entry, state)
+        return model.to(device).eval()
     if not path.is_file():
         raise FileNotFoundError(
             f"name: weights for {name!r} are missing from the package ({path}); "

@@ -11,9 +11,14 @@ from typing import Any
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
-    architecture: str  # key of robustlab.models.architectures.BUILDERS
+    architecture: str  # key of robustlab.models.architectures.BUILDERS (or a label for ``loader``)
     dataset: str
     description: str
+    # "module:function" building the whole model (wrappers, vocabularies, detector statistics)
+    # from (entry, state_dict or None); None: BUILDERS[architecture]() plus the weights file.
+    loader: str | None = None
+    # Threat of the model's own evaluation (shown by ``robustlab models``), e.g. "linf:0.3".
+    threat: str | None = None
 
 
 ZOO: dict[str, ZooEntry] = {
@@ -21,6 +26,7 @@ ZOO: dict[str, ZooEntry] = {
     for e in [
         ZooEntry("mnist-cnn", "mnist_cnn", "mnist", "standard training (no defense)"),
         ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
+        # One line per shipped model; modalities and defenses name their own loader.
     ]
 }
 

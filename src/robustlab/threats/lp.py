@@ -1,6 +1,7 @@
-"""Threat models: the set of perturbations an attacker may apply, stated in pixel space [0, 1].
+"""Lp balls in input space [0, 1] and all their geometry: distances, projections (onto the
+ball, onto the L1 ball intersected with the box), random starts and steepest-ascent directions.
 
-This module imports nothing of robustlab's own (see DESIGN.md).
+This module imports only ``threats.base`` (see DESIGN.md).
 """
 from __future__ import annotations
 
@@ -11,12 +12,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from robustlab.threats.base import DIST_TOL, within
+
 Norm = Literal["linf", "l2", "l1"]
 NORMS: tuple[str, ...] = ("linf", "l2", "l1")
-
-# Float rounding of (x + delta) - x can exceed eps by a few ulps; checks allow this much.
-DIST_TOL = 1e-5
-
 
 def _flat(t: Tensor) -> Tensor:
     return t.flatten(1) if t.dim() > 1 else t.reshape(t.shape[0], -1)
@@ -73,24 +72,60 @@ class LpBall:
     @classmethod
     def parse(cls, spec: str) -> "LpBall":
         """Parse "linf:0.3", "l2:1.5" or "linf:8/255"."""
+        bad = f"threat: expected NORM:EPS such as 'linf:0.3', 'l2:1.5' or 'linf:8/255', got {spec!r}"
+        if not isinstance(spec, str):
+            raise TypeError(f"threat: expected a string such as 'linf:0.3', got {type(spec).__name__}")
         try:
             norm, eps_s = spec.split(":")
             if "/" in eps_s:
                 num, den = eps_s.split("/")
+                if float(den) == 0:
+                    raise ValueError(f"threat: the denominator of {eps_s!r} is zero")
                 eps = float(num) / float(den)
             else:
                 eps = float(eps_s)
-        except ValueError:
-            raise ValueError(f"threat: expected NORM:EPS such as 'linf:0.3' or 'l2:1.5', got {spec!r}") from None
+        except ValueError as e:
+            raise ValueError(str(e) if "denominator" in str(e) else bad) from None
         return cls(norm.strip().lower(), eps)  # type: ignore[arg-type]
 
-    def __str__(self) -> str:
+    def spec(self) -> str:
+        """The stored and shown form, e.g. "linf:0.3" (part of every run id: never change it)."""
         return f"{self.norm}:{self.eps:g}"
+
+    def __str__(self) -> str:
+        return self.spec()
+
+    # -- the threat protocol ---------------------------------------------------------------
+    def validate(self, x: object, name: str = "x") -> None:
+        """Raise ValueError/TypeError naming ``name`` unless x is a float tensor (N, ...) in [0, 1]."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+        if x.dim() < 2:
+            raise ValueError(f"{name}: expected a batch (N, ...), got shape {tuple(x.shape)}")
+        if x.numel() and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name}: contains NaN or Inf")
+        if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise ValueError(f"{name}: values must lie in [0, 1], got [{float(x.min()):.4g}, {float(x.max()):.4g}]")
+
+    def radius(self, x: Tensor) -> Tensor:
+        """(N,) the budget of each sample: ``eps`` for every one (float32, on x's device)."""
+        return torch.full((x.shape[0],), self.eps, dtype=torch.float32, device=x.device)
+
+    def admits(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        """(N,) bool: inside the ball (up to float rounding) and inside the [0, 1] box."""
+        if x_adv.shape != x.shape:
+            return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        box = (_flat(x_adv) >= 0).all(dim=1) & (_flat(x_adv) <= 1).all(dim=1) & torch.isfinite(_flat(x_adv)).all(dim=1)
+        return box & within(self.distance(x_adv, x), self.eps)
 
     # -- geometry --------------------------------------------------------------------------
     def distance(self, x_adv: Tensor, x: Tensor) -> Tensor:
-        """Per-sample Lp distance, shape (N,)."""
-        d = _flat(x_adv - x)
+        """Per-sample Lp distance, shape (N,), measured in float32 (or float64 for float64 input)
+        so that a half-precision input is not judged by its rounding."""
+        dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+        d = _flat(x_adv.to(dt) - x.to(dt))
         if self.norm == "linf":
             return d.abs().amax(dim=1) if d.shape[1] else d.new_zeros(d.shape[0])
         if self.norm == "l2":
@@ -166,8 +201,13 @@ class LpBall:
         return d.reshape(grad.shape)
 
 
-def check_threat(threat: object, name: str = "threat") -> LpBall:
-    """Return ``threat`` if it is an LpBall, else raise a TypeError naming the argument."""
-    if not isinstance(threat, LpBall):
-        raise TypeError(f"{name}: expected an LpBall, got {type(threat).__name__}")
-    return threat
+def check_lp(threat: object, name: str = "threat") -> LpBall:
+    """Return ``threat`` if the Lp-geometry attacks can walk it: an LpBall, or any Ball with an
+    Lp ``norm`` attribute and a per-sample ``radius(x)`` (e.g. a dB budget on audio, a
+    state-scaled ball on observations). Else raise a TypeError naming the argument."""
+    if isinstance(threat, LpBall):
+        return threat
+    if getattr(threat, "norm", None) in NORMS and all(
+            callable(getattr(threat, m, None)) for m in ("spec", "radius", "project", "random_start", "distance")):
+        return threat  # type: ignore[return-value]
+    raise TypeError(f"{name}: expected an LpBall (or a Ball with an Lp norm), got {type(threat).__name__}")

@@ -1,0 +1,82 @@
+"""The one success rule and the losses attackers ascend, for models that may reject.
+
+A model may answer "reject" (a detector in front of a classifier, smoothing's abstain): it says
+so with ``model.rejects = True`` and returns K + 1 scores whose last column is "reject". An
+adversarial point that is rejected is a defended point, so the success rule and every loss here
+treat the reject column like the true class (Carlini & Wagner 2017's combined objective).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def rejects(model: object) -> bool:
+    """True when ``model`` declares a reject output (its last score column)."""
+    return bool(getattr(model, "rejects", False))
+
+
+def predictions(logits: Tensor) -> Tensor:
+    """(N,) argmax class (the reject column included, when the model has one)."""
+    return logits.argmax(dim=1)
+
+
+def is_success(logits: Tensor, y: Tensor, target: Tensor | None = None, reject: bool = False) -> Tensor:
+    """(N,) bool: the attack succeeded at these logits.
+
+    Untargeted: the prediction is neither ``y`` nor (for a rejecting model) "reject".
+    Targeted: the prediction is ``target``.
+    """
+    pred = logits.argmax(dim=1)
+    if target is not None:
+        return pred == target
+    ok = pred != y
+    if reject:
+        ok &= pred != logits.shape[1] - 1
+    return ok
+
+
+def _defended_logit(logits: Tensor, y: Tensor, reject: bool) -> Tensor:
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    return torch.maximum(true, logits[:, -1]) if reject else true
+
+
+def _others(logits: Tensor, y: Tensor, reject: bool) -> Tensor:
+    masked = logits.scatter(1, y[:, None], float("-inf"))
+    if reject:
+        masked = masked.clone()
+        masked[:, -1] = float("-inf")
+    return masked
+
+
+def margin_loss(logits: Tensor, y: Tensor, reject: bool = False) -> Tensor:
+    """(N,) best wrong logit minus the defended one (the true class, or "reject" if higher);
+    > 0 exactly where ``is_success`` holds (ties aside)."""
+    return _others(logits, y, reject).amax(dim=1) - _defended_logit(logits, y, reject)
+
+
+def ce_loss(logits: Tensor, y: Tensor, reject: bool = False) -> Tensor:
+    """(N,) cross-entropy of the defended outcome: -log(p_y + p_reject) for a rejecting model,
+    plain cross-entropy otherwise."""
+    if not reject:
+        return F.cross_entropy(logits, y, reduction="none")
+    lse = torch.logsumexp(logits, dim=1)
+    both = torch.stack([logits.gather(1, y[:, None]).squeeze(1), logits[:, -1]], dim=1)
+    return lse - torch.logsumexp(both, dim=1)
+
+
+def attack_loss(name: str, logits: Tensor, y: Tensor, target: Tensor | None, reject: bool = False) -> Tensor:
+    """Per-sample loss the attacker ascends. ``name``: "ce" (cross-entropy) or "margin" (C&W)."""
+    if name == "ce":
+        if target is None:
+            return ce_loss(logits, y, reject)
+        return -F.cross_entropy(logits, target, reduction="none")
+    if name == "margin":
+        if target is None:
+            return margin_loss(logits, y, reject)
+        return -margin_loss(logits, target)
+    raise ValueError(f"loss: expected 'ce' or 'margin', got {name!r}")
+
+
+__all__ = ["rejects", "predictions", "is_success", "margin_loss", "ce_loss", "attack_loss"]
