@@ -2,9 +2,6 @@
 view, certificates, rejection, per-sample radii, and the run ids of today's Lp evaluations."""
 from __future__ import annotations
 
-import dataclasses
-import json
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -15,7 +12,7 @@ from torch import Tensor, nn
 
 import robustlab as rl
 from robustlab.attacks import APGD, PGD, Square
-from robustlab.attacks.base import Counter, finish, make_generator, prepare
+from robustlab.attacks.base import Counter, finish, prepare
 from robustlab.certify import LinearExact
 from robustlab.evaluation.runner import UnsoundCertificate, resolve_attacks, run_identity
 from robustlab.report.html import write_report

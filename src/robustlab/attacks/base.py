@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 from robustlab.attacks.losses import attack_loss, is_success, margin_loss  # noqa: F401 (the one success rule)
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall
 from robustlab.validation import check_inputs, check_labels_in_range, check_model, probe_model
 
 
