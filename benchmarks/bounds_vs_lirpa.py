@@ -104,7 +104,12 @@ def main() -> None:
                     return bounds(net, x, ball, method, spec, alpha_steps=args.alpha_steps)
             reps = 1 if method == "alpha-crown" else args.repeat
             ours()  # warm-up
-            theirs()
+            try:
+                theirs()
+            except Exception as e:  # noqa: BLE001 - a peer failure is a result to record
+                rows.append({"net": name, "eps": eps, "method": method, "lirpa_error": f"{type(e).__name__}: {e}"})
+                print(json.dumps(rows[-1]), flush=True)
+                continue
             (tl, tu), t_theirs = timed(theirs, reps)
             (ol, ou), t_ours = timed(ours, reps)
             tl, tu = tl.detach(), tu.detach()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -84,7 +85,7 @@ def main() -> None:
     (out / "train.json").write_text(json.dumps({
         "recipe": {"name": "CROWNIBP", **asdict(recipe)}, "seed": args.seed, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": "x0.1 at 75% and 90% of steps",
-        "optimizer": "Adam", "train_seconds": round(wall), "log": log}, indent=1))
+        "optimizer": "Adam", "train_seconds": round(wall), "argv": sys.argv[1:], "log": log}, indent=1))
 
 
 if __name__ == "__main__":

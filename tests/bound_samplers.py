@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from robustlab.certify import Residual
+from robustlab.models.layers import Normalize
 from robustlab.threats import LpBall
 
 
@@ -53,3 +55,26 @@ def spec_values(model: nn.Module, pts: Tensor, spec: Tensor) -> Tensor:
     with torch.no_grad():
         out = model(pts.flatten(0, 1)).view(n, m, -1)
     return torch.einsum("nmk,nsk->nms", out, spec)
+
+
+def small_net(kind: str, seed: int) -> nn.Module:
+    """Random nets on (N, 1, 6, 6) inputs, 5 outputs: \"mlp\", \"cnn\" (Normalize, strided conv) or
+    \"residual\" (a Residual block with eval BatchNorm, then AvgPool2d)."""
+    torch.manual_seed(seed)
+    if kind == "mlp":
+        net = nn.Sequential(nn.Flatten(), nn.Linear(36, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 5))
+    elif kind == "cnn":
+        net = nn.Sequential(Normalize((0.4,), (0.3,)), nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
+                            nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(54, 5))
+    else:  # residual block, eval BatchNorm, average pooling
+        net = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+            Residual(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                   nn.Conv2d(4, 4, 3, padding=1))),
+            nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(36, 12), nn.ReLU(), nn.Linear(12, 5))
+        bn = net[2].body[1]
+        bn.running_mean.uniform_(-0.3, 0.3)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.2, 0.2)
+    return net.eval()

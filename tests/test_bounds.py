@@ -7,33 +7,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from bound_samplers import ball_points, pgd_points, spec_values
-from robustlab.certify import CROWN, IBP, AlphaCROWN, Residual, bounds, margin_spec
-from robustlab.models.layers import Normalize
+from bound_samplers import ball_points, pgd_points, small_net as _net, spec_values
+from robustlab.certify import CROWN, IBP, AlphaCROWN, bounds, margin_spec
 from robustlab.threats import LpBall
 
 TOL = 1e-4  # float32 rounding on logits of size ~10
-
-
-def _net(kind: str, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    if kind == "mlp":
-        net = nn.Sequential(nn.Flatten(), nn.Linear(36, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 5))
-    elif kind == "cnn":
-        net = nn.Sequential(Normalize((0.4,), (0.3,)), nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
-                            nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(54, 5))
-    else:  # residual block, eval BatchNorm, average pooling
-        net = nn.Sequential(
-            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
-            Residual(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                                   nn.Conv2d(4, 4, 3, padding=1))),
-            nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(36, 12), nn.ReLU(), nn.Linear(12, 5))
-        bn = net[2].body[1]
-        bn.running_mean.uniform_(-0.3, 0.3)
-        bn.running_var.uniform_(0.5, 2.0)
-        bn.weight.data.uniform_(0.5, 1.5)
-        bn.bias.data.uniform_(-0.2, 0.2)
-    return net.eval()
 
 
 def _inside(lower, upper, vals) -> bool:

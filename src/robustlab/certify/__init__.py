@@ -1,8 +1,8 @@
 """Certifiers: sound lower bounds on robustness, ``certifier(model, x, y, threat) -> CertResult``."""
 from robustlab.certify.base import Certifier, LinearExact, certifier_name
-from robustlab.certify.bounds import bounds, margin_spec
+from robustlab.certify.crown import bounds, margin_spec
 from robustlab.certify.graph import Residual
-from robustlab.certify.propagation import CROWN, IBP, AlphaCROWN
+from robustlab.certify.certifiers import CROWN, IBP, AlphaCROWN
 
 __all__ = ["Certifier", "LinearExact", "certifier_name", "bounds", "margin_spec", "Residual", "IBP", "CROWN",
            "AlphaCROWN"]

@@ -113,11 +113,8 @@ def backward_relu(a: Tensor, du: Tensor, bu: Tensor, dl: Tensor, upper_side: boo
     du, bu = du.unsqueeze(1), bu.unsqueeze(1)
     if dl.dim() == du.dim() - 1:
         dl = dl.unsqueeze(1)
-    a = a.contiguous()
-    pos = a >= 0
-    on_upper = pos if upper_side else ~pos  # coefficients that take the upper line
+    on_upper = (a >= 0) if upper_side else (a < 0)  # coefficients that take the upper line
     a_in = a * torch.where(on_upper, du, dl)
-    n, s = a.shape[:2]
-    # (N, S, D) @ (N, D, 1): the upper line's intercept where it is taken
-    bias = (torch.where(on_upper, a, 0.0).view(n, s, -1) @ bu.reshape(bu.shape[0], -1, 1)).squeeze(2)
+    # the upper line's intercept where it is taken (summed without copying channels_last inputs)
+    bias = (torch.where(on_upper, a, 0.0) * bu).sum(dim=tuple(range(2, a.dim())))
     return a_in, bias

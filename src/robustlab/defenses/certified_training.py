@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.certify.bounds import bounds
+from robustlab.certify.crown import bounds
 from robustlab.threats import LpBall
 
 

@@ -12,9 +12,9 @@ Methods (Gowal et al. 2018; Zhang et al. 2018, 2020; Xu et al. 2021):
 - ``"crown-ibp"``: IBP bounds on every intermediate layer, one CROWN back-substitution of the
   spec (the certified-training bound of Zhang et al. 2020).
 - ``"crown"``: every pre-activation layer is bounded by CROWN back-substitution from that layer,
-  but only for the neurons IBP (from the already refined layers) leaves unstable; stable
-  neurons keep their IBP bounds, which leaves the output bound unchanged (a stable neuron's
-  relaxation is exact either way). This is auto_LiRPA's default ("sparse intermediate bounds").
+  but only for the neurons that IBP (from the already refined layers) leaves unstable, per
+  sample; stable neurons keep their IBP bounds (a stable neuron's relaxation is exact either
+  way). auto_LiRPA's default ("sparse intermediate bounds") does the same over the batch.
 - ``"alpha-crown"``: CROWN's intermediate bounds, then the lower slopes of unstable ReLUs are
   optimised (projected Adam) separately for each spec row and for the lower and upper side.
 
@@ -118,28 +118,36 @@ def _interval(node: Node, lo: list[Tensor], hi: list[Tensor]) -> tuple[Tensor, T
 
 def _refine(nodes: list[Node], k: int, lo: list[Tensor], hi: list[Tensor],
             relax: dict[int, tuple[Tensor, Tensor, Tensor]], dom: Domain, max_elements: int) -> None:
-    """Replace node k's interval bounds by CROWN bounds on the neurons they leave unstable."""
+    """Replace node k's interval bounds by CROWN bounds on the neurons they leave unstable.
+
+    Each sample back-substitutes only its own unstable neurons (rows padded to the largest
+    count in the batch), in chunks of rows that keep every coefficient tensor within
+    ``max_elements`` floats."""
     n = lo[k].shape[0]
     lk, hk = lo[k].flatten(1), hi[k].flatten(1)
-    idx = ((lk < 0) & (hk > 0)).any(0).nonzero().flatten()
-    if idx.numel() == 0:
+    unstable = (lk < 0) & (hk > 0)
+    counts = unstable.sum(1)
+    r_max = int(counts.max()) if n else 0
+    if r_max == 0:
         return
+    order = torch.argsort((~unstable).to(torch.int8), dim=1, stable=True)[:, :r_max]  # (N, R) unstable first
+    valid = torch.arange(r_max, device=lk.device)[None, :] < counts[:, None]
     shape = nodes[k].shape
     width = n * max(int(torch.tensor(nd.shape).prod()) for nd in nodes[: k + 1])
     chunk = max(1, max_elements // width)
     new_l, new_u = lk.clone(), hk.clone()
-    for s in range(0, idx.numel(), chunk):
-        rows = idx[s:s + chunk]
-        # Identity rows are the same for every sample: batch dimension 1 until the first ReLU
-        # makes the coefficients sample-dependent (broadcasting does the rest).
-        a = lk.new_zeros(1, rows.numel(), lk.shape[1])
-        a[:, torch.arange(rows.numel()), rows] = 1.0
-        a = a.view(1, rows.numel(), *shape)
+    for s in range(0, r_max, chunk):
+        cols, ok = order[:, s:s + chunk], valid[:, s:s + chunk]
+        r = cols.shape[1]
+        a = lk.new_zeros(n, r, lk.shape[1])
+        a.scatter_(2, cols.unsqueeze(2), ok.unsqueeze(2).to(lk.dtype))
+        a = a.view(n, r, *shape)
+        rows_n = torch.arange(n, device=lk.device)[:, None].expand(n, r)[ok]
         al, bl = _backsub(nodes, k, a, relax, upper_side=False)
-        new_l[:, rows] = concretize(al, bl, dom, upper_side=False)
+        new_l[rows_n, cols[ok]] = concretize(al, bl, dom, upper_side=False)[ok]
         del al
         au, bu = _backsub(nodes, k, a, relax, upper_side=True)
-        new_u[:, rows] = concretize(au, bu, dom, upper_side=True)
+        new_u[rows_n, cols[ok]] = concretize(au, bu, dom, upper_side=True)[ok]
     lo[k], hi[k] = new_l.view_as(lo[k]), new_u.view_as(hi[k])
 
 

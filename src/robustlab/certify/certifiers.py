@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robustlab.certify.bounds import MAX_ELEMENTS, bounds, margin_spec
+from robustlab.certify.crown import MAX_ELEMENTS, bounds, margin_spec
 from robustlab.results import CertResult
 from robustlab.threats import check_lp
 
