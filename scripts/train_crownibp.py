@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from robustlab.data import load
 from robustlab.defenses.certified_training import CROWNIBP
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--ramp-end", type=float, default=0.5)
     ap.add_argument("--beta-end", type=float, default=0.125)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None, help="start from these weights (a second stage)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -43,6 +44,8 @@ def main() -> None:
     recipe = CROWNIBP(eps=args.eps, warmup=args.warmup, ramp_end=args.ramp_end, beta_end=args.beta_end)
     torch.manual_seed(args.seed)
     model = mnist_cnn_small()
+    if args.init:
+        model.load_state_dict(load_file(args.init))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
     x, y = load("mnist", "train")
