@@ -42,9 +42,9 @@ class Plan:
 
 
 PLANS = {
-    "mnist-cnn-smooth-0.25": Plan(rl.models.mnist_cnn, "mnist_cnn", GaussianAugmentation(0.25), 15, 1e-3, 100, 0),
-    "mnist-cnn-smooth-0.50": Plan(rl.models.mnist_cnn, "mnist_cnn", GaussianAugmentation(0.50), 15, 1e-3, 100, 0),
-    "mnist-lip": Plan(mnist_lip, "mnist_lip", LipschitzMargin(eps=1.8, temperature=0.25), 30, 3e-3, 256, 0),
+    "mnist-cnn-smooth-0.25": Plan(rl.models.mnist_cnn, "mnist_cnn", GaussianAugmentation(0.25), 8, 1e-3, 100, 0),
+    "mnist-cnn-smooth-0.50": Plan(rl.models.mnist_cnn, "mnist_cnn", GaussianAugmentation(0.50), 8, 1e-3, 100, 0),
+    "mnist-lip": Plan(mnist_lip, "mnist_lip", LipschitzMargin(eps=1.8, temperature=0.25), 20, 3e-3, 256, 0),
 }
 
 

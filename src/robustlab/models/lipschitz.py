@@ -131,7 +131,7 @@ class LipschitzNet(nn.Sequential):
         return math.prod(layer_lipschitz(m) for m in self)
 
 
-def mnist_lip(width: int = 1024, depth: int = 3) -> LipschitzNet:
+def mnist_lip(width: int = 512, depth: int = 3) -> LipschitzNet:
     """The shipped ``mnist-lip`` architecture: a 1-Lipschitz MaxMin MLP.
 
     Input (N, 1, 28, 28) in [0, 1]; output (N, 10) logits; ``lipschitz == 1``. ``depth``
