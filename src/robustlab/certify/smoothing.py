@@ -177,7 +177,7 @@ class Smoothed(nn.Module):
 
     def attack_view(self) -> "SoftSmoothed":
         """The soft smoothed classifier with EOT: what PGD should differentiate (SmoothAdv)."""
-        return SoftSmoothed(self.model, self.sigma, self.eot_samples, self.seed)
+        return SoftSmoothed(self.model, self.sigma, self.eot_samples, self.seed).eval()
 
     def naive_view(self) -> nn.Module:
         """The bare base classifier (for attacks that ignore the smoothing)."""
