@@ -111,7 +111,7 @@ class Smoothed(nn.Module):
     def _generator(self, device: torch.device) -> torch.Generator:
         return torch.Generator(device=device).manual_seed(self.seed)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample_counts(self, x: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
         """(N, K) int64: how often f's argmax is each class on n noisy copies of each x[i].
 
