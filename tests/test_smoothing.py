@@ -150,21 +150,23 @@ def test_certifier_checks_and_result():
 def test_shipped_smoothed_model_certified_points_survive_smoothadv_pgd(name, eps):
     g = rl.models.load(name)
     assert isinstance(g, Smoothed) and g.rejects
-    x, y = rl.data.load("mnist", "test", n=24)
+    x, y = rl.data.load("mnist", "test", n=16)
     threat = LpBall("l2", eps)
-    cert = Smoothing(n0=100, n=2000, alpha=0.001, batch_size=2000)(g, x, y, threat)
+    cert = Smoothing(n0=100, n=1000, alpha=0.001, batch_size=1100)(g, x, y, threat)
     assert cert.certified.float().mean() >= 0.6  # the model is robust, not just sound
     view = g.attack_view()
     assert view.rejects and view(x[:2]).shape == (2, 11)
-    pgd = rl.attacks.PGD(threat, steps=20, restarts=1, loss="ce", early_stop=False, seed=0)
+    pgd = rl.attacks.PGD(threat, steps=10, restarts=1, loss="ce", early_stop=False, seed=0)
     x_adv = pgd(view, x, y).x_adv
     assert bool(threat.admits(x_adv, x).all())
-    g.n = 2000
+    g.n = 1000
     deployed = g(x_adv).argmax(1)
     broken = (deployed != y) & (deployed != 10)
     assert not bool((broken & cert.certified).any()), "a certified point was broken"
-    # and the attack is a real one: it lowers the soft smoothed classifier's true-class probability
+    # and the attack is a real one: it lowers the soft smoothed classifier's true-class
+    # log-probability ten times more than a random perturbation of the same norm
+    d = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    x_rand = (x + eps * d / d.flatten(1).norm(dim=1)[:, None, None, None]).clamp(0, 1)
     with torch.no_grad():
-        before = view(x).gather(1, y[:, None]).mean()
-        after = view(x_adv).gather(1, y[:, None]).mean()
-    assert after < before - 0.1
+        logp = [g.attack_view()(v).gather(1, y[:, None]).mean() for v in (x, x_rand, x_adv)]
+    assert logp[0] - logp[2] > 10 * (logp[0] - logp[1]).clamp(min=1e-4), logp
