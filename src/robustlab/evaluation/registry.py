@@ -87,9 +87,24 @@ ATTACKS: list[Entry] = [
           lambda m, t: ensemble("rand", t), ensemble=True),
 ]
 
+def _certify(name: str) -> Callable[[re.Match, object], object]:
+    def build(m: re.Match, t: object) -> object:
+        import robustlab.certify as c
+
+        return getattr(c, name)()
+    return build
+
+
 CERTIFIERS: list[Entry] = [
     Entry("linear", r"linear(?:-exact)?", LP, "exact margin of an affine model (a linear classifier)",
-          lambda m, t: __import__("robustlab.certify", fromlist=["LinearExact"]).LinearExact()),
+          _certify("LinearExact")),
+    Entry("ibp", r"ibp", LP, "interval bound propagation (Gowal et al. 2018)", _certify("IBP")),
+    Entry("crown", r"crown", LP, "CROWN linear bounds (Zhang et al. 2018), tighter than IBP", _certify("CROWN")),
+    Entry("alpha-crown", r"alpha-crown", LP, "CROWN with optimised ReLU slopes (Xu et al. 2021)",
+          _certify("AlphaCROWN")),
+    Entry("smoothing", r"smoothing", ("l2",), "randomized smoothing CERTIFY (Cohen et al. 2019) of a Smoothed model",
+          _certify("Smoothing")),
+    Entry("lipschitz", r"lipschitz", ("l2",), "margin / (sqrt(2) L) of a 1-Lipschitz network", _certify("Lipschitz")),
 ]
 
 

@@ -28,6 +28,9 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
         ZooEntry("mnist-cnn-crownibp", "mnist_cnn_small", "mnist", "CROWN-IBP certified training, Linf eps 0.4",
                  loader="robustlab.models.certified:load_certified", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-smooth-0.25", "mnist_cnn", "mnist", "randomized smoothing sigma 0.25, Gaussian augmentation", loader="robustlab.certify.smoothing:load_smoothed", threat="l2:0.5"),
+        ZooEntry("mnist-cnn-smooth-0.50", "mnist_cnn", "mnist", "randomized smoothing sigma 0.50, Gaussian augmentation", loader="robustlab.certify.smoothing:load_smoothed", threat="l2:1.0"),
+        ZooEntry("mnist-lip", "mnist_lip", "mnist", "1-Lipschitz AOL/MaxMin network, margin training", loader="robustlab.models.lipschitz:load_mnist_lip", threat="l2:1.58"),
         # One line per shipped model; modalities and defenses name their own loader.
     ]
 }
