@@ -76,7 +76,7 @@ class PGD:
     def name(self) -> str:
         r = f"x{self.restarts}" if self.restarts > 1 else ""
         loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "custom")
-        return f"PGD-{self.steps}{r}" + ("" if loss == "ce" else f"-{loss}")
+        return f"PGD-{self.steps}{r}" + ("" if self.loss == "ce" else f"-{loss}")
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> AttackResult:
         """Attack a batch.

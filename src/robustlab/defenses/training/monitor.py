@@ -4,10 +4,11 @@ Each epoch ``train`` measures, on a held-out slice, the clean accuracy, the accu
 FGSM (one step of length eps, no random start) and under PGD-10 (random start). Two patterns
 mean the robustness the loss reports is not real:
 
-- catastrophic overfitting (Wong et al. 2020): multi-step robust accuracy collapses within an
-  epoch (PGD accuracy falls by ``collapse`` or more from the best epoch so far, to below
-  ``floor``) while the single-step accuracy holds or rises: the model has learnt to defeat the
-  one attack it trains on, and its loss surface bends away from the FGSM direction.
+- catastrophic overfitting (Wong et al. 2020): multi-step robust accuracy collapses (PGD
+  accuracy falls to at most ``1 - collapse`` of the best epoch so far, that best being at least
+  ``min_best``) while the single-step accuracy holds or rises (FGSM accuracy at least that of
+  the best epoch, less ``tol``): the model has learnt to defeat the one attack it trains on,
+  and its loss surface bends away from the FGSM direction.
 - gradient masking: a one-step attack is far weaker than the multi-step one (FGSM accuracy
   exceeds PGD accuracy by ``gap`` or more: the gradient at the clean point no longer points
   where the loss rises), or the multi-step attack is weaker than the one-step one (PGD accuracy
@@ -56,23 +57,23 @@ class Monitor:
     """Thresholds (fractions of accuracy) and the action on a flag.
 
     Args:
-        collapse: PGD-accuracy drop from the best epoch so far that counts as a collapse.
-        floor: ... and the PGD accuracy it must fall below.
+        collapse: fraction of the best epoch's PGD accuracy lost that counts as a collapse.
+        min_best: the best PGD accuracy must have reached this for a fall to count.
         gap: FGSM accuracy minus PGD accuracy at or above this flags masking.
         tol: PGD accuracy may exceed FGSM accuracy by this much (noise on a small slice).
         stop: flag kinds that stop training.
         rollback: on a stop, restore the best epoch's weights.
     """
 
-    collapse: float = 0.3
-    floor: float = 0.3
+    collapse: float = 0.5
+    min_best: float = 0.1
     gap: float = 0.3
     tol: float = 0.03
     stop: tuple[str, ...] = ()
     rollback: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("collapse", "floor", "gap", "tol"):
+        for name in ("collapse", "min_best", "gap", "tol"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name}: expected a fraction in [0, 1], got {v!r}")
@@ -91,14 +92,13 @@ class Monitor:
         flags = []
         prev = [h for h in history[:-1] if h.pgd_acc is not None and h.fgsm_acc is not None]
         if prev:
-            best = max(h.pgd_acc for h in prev)  # type: ignore[type-var]
-            last = prev[-1]
-            if (best - cur.pgd_acc >= self.collapse and cur.pgd_acc < self.floor
-                    and cur.fgsm_acc >= last.fgsm_acc - self.tol):
+            best = max(prev, key=lambda h: h.pgd_acc)  # type: ignore[arg-type, return-value]
+            assert best.pgd_acc is not None and best.fgsm_acc is not None
+            if (best.pgd_acc >= self.min_best and cur.pgd_acc <= (1.0 - self.collapse) * best.pgd_acc
+                    and cur.fgsm_acc >= best.fgsm_acc - self.tol):
                 flags.append(Flag(cur.epoch, "catastrophic_overfitting",
-                                  f"PGD accuracy fell to {cur.pgd_acc:.3f} (best {best:.3f}, last "
-                                  f"{last.pgd_acc:.3f}) while FGSM accuracy went "
-                                  f"{last.fgsm_acc:.3f} -> {cur.fgsm_acc:.3f}"))
+                                  f"PGD accuracy fell to {cur.pgd_acc:.3f} from {best.pgd_acc:.3f} at epoch "
+                                  f"{best.epoch} while FGSM accuracy went {best.fgsm_acc:.3f} -> {cur.fgsm_acc:.3f}"))
         if cur.fgsm_acc - cur.pgd_acc >= self.gap:
             flags.append(Flag(cur.epoch, "gradient_masking",
                               f"FGSM accuracy {cur.fgsm_acc:.3f} exceeds PGD accuracy {cur.pgd_acc:.3f} "
