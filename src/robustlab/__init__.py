@@ -1,10 +1,10 @@
 """robustlab: adversarial robustness in plain PyTorch: attacks, defenses, honest evaluation."""
-from robustlab import attacks, data, evaluation, models
+from robustlab import attacks, data, defenses, evaluation, models
 from robustlab.evaluation import Store, evaluate
 from robustlab.results import AttackResult, AttackSummary, CertResult, EvalReport
 from robustlab.threats import LpBall
 
 __version__ = "0.1.0"
 
-__all__ = ["attacks", "data", "evaluation", "models", "LpBall", "AttackResult", "AttackSummary", "EvalReport",
+__all__ = ["attacks", "data", "defenses", "evaluation", "models", "LpBall", "AttackResult", "AttackSummary", "EvalReport",
            "CertResult", "evaluate", "Store", "__version__"]

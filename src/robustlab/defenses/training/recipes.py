@@ -177,11 +177,11 @@ class TRADES:
     """TRADES (Zhang et al. 2019): clean cross-entropy plus ``beta`` times the KL divergence
     from the clean prediction to the prediction at the point of the ball that maximises it.
 
-    The inner maximisation is PGD on the per-sample KL (the attack loop with a callable loss),
+    The inner maximisation is PGD on the per-sample KL (the attack loop with a callable loss)
     from a uniform random start; the outer loss runs clean and adversarial points through the
-    model in one batch (2B rows), so a step costs steps + 1 passes of B rows... of which the
-    last is twice as wide. Args as :class:`PGDAT`, plus ``beta`` (1 on MNIST in the paper's
-    code, 6 on CIFAR-10).
+    model as one batch of 2B rows. Cost per step: one forward for the KL target, ``steps``
+    forward+backward passes on B rows, one on 2B rows. Args as :class:`PGDAT`, plus ``beta``
+    (Zhang et al.: 6 for their MNIST and CIFAR-10 tables; their MNIST script defaults to 1).
     """
 
     threat: LpBall
