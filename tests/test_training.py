@@ -197,3 +197,18 @@ def test_ramp_and_argument_errors() -> None:
         train(digits_mlp(), (x, y), object(), epochs=1, batch_size=5)
     with pytest.raises(TypeError, match="data"):
         train(digits_mlp(), x, Standard(), epochs=1, batch_size=5)
+
+
+def test_training_curves_render_the_stored_rows(digits, tmp_path: Path) -> None:
+    import base64
+
+    from robustlab.defenses.training.curves import training_curves
+    from robustlab.evaluation.store import Store
+
+    x, y, xv, yv = digits
+    with Store(tmp_path / "r.db") as store:
+        res = train(digits_mlp(), (x, y), FastAT(T01), epochs=2, batch_size=100, seed=0, val=(xv, yv), store=store)
+        png = base64.b64decode(training_curves(_store.read_metrics(store, res.run_id)))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    with pytest.raises(ValueError, match="rows"):
+        training_curves([])

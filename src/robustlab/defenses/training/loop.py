@@ -223,6 +223,8 @@ def train(
         result.best_epoch = state["best_epoch"]
         best_acc = float(state["best_acc"])
         result.resumed_at = (start_epoch, start_step)
+        if state.get("stopped"):  # the monitor ended this run: rerunning it changes nothing
+            result.stopped, start_epoch = True, epochs
     run_id = None
     if store is not None and rank == 0:
         run_id = _store.run_id_of(spec)
@@ -242,6 +244,7 @@ def train(
             "loss_sum": loss_sum, "elapsed": elapsed + time.time() - t_call,
             "history": [h.as_dict() for h in result.history],
             "flags": [f.__dict__ for f in result.flags], "best_epoch": result.best_epoch, "best_acc": best_acc,
+            "stopped": result.stopped,
         }, checkpoint)
 
     def net_gen_state() -> Tensor:
@@ -305,6 +308,7 @@ def train(
                     best_state = ckpt.load(ckpt.best_path(checkpoint))
                 if best_state is not None:
                     model.load_state_dict(best_state)
+            save(epoch + 1, 0)  # records the stop (and the rolled-back weights)
             break
     result.seconds = elapsed + time.time() - t_call
     if run_id is not None:
