@@ -453,7 +453,7 @@ def leaderboard(
 
 # Commands that live with their own area (``robustlab train`` with the training loop, ...):
 # each module defines ``register(app)``; adding one is one line here.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["robustlab.defenses.training.cli"]
 
 
 def _register_plugins() -> None:

@@ -1,4 +1,8 @@
-"""Defenses: training recipes and defended models."""
+"""Defenses. Adversarial training: ``rl.defenses.train(model, (x, y), recipe, ...)`` with the
+recipes of :mod:`robustlab.defenses.training` (Standard, PGDAT, TRADES, FastAT) and the
+certified ones (IBPTraining, CROWNIBP)."""
 from robustlab.defenses.certified_training import CROWNIBP, IBPTraining
+from robustlab.defenses.training import PGDAT, TRADES, Cyclic, FastAT, Monitor, Piecewise, Standard, train
 
-__all__ = ["IBPTraining", "CROWNIBP"]
+__all__ = ["train", "Standard", "PGDAT", "TRADES", "FastAT", "Piecewise", "Cyclic", "Monitor", "IBPTraining",
+           "CROWNIBP"]
