@@ -27,6 +27,7 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("mnist-cnn", "mnist_cnn", "mnist", "standard training (no defense)"),
         ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
         # One line per shipped model; modalities and defenses name their own loader.
+        ZooEntry("mr-wordcnn", "wordcnn", "mr", "word-CNN on frozen GloVe 50d, Rotten Tomatoes polarity", loader="robustlab.models.text:load_wordcnn", threat="words:0.2,sim:0.8"),
     ]
 }
 
