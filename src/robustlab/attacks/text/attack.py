@@ -141,15 +141,18 @@ class TextAttack:
         """Scores and success of candidate ``texts`` (owner: index of the sentence each belongs
         to), counted per owner. Candidates past an owner's query budget are dropped first by
         ``trim``; this spends exactly one query per text."""
-        scores: list[float] = []
-        success: list[bool] = []
-        for i in range(0, len(texts), self.batch_size):
-            chunk, own = texts[i: i + self.batch_size], owners[i: i + self.batch_size]
+        scores = [0.0] * len(texts)
+        success = [False] * len(texts)
+        order = sorted(range(len(texts)), key=lambda k: len(texts[k]))  # similar lengths batch together
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i: i + self.batch_size]
             with torch.no_grad():
-                logits = self._model(list(chunk)).float().cpu()
-            ref = self._ref[own]
-            scores += self.goal.score(logits, ref, self._reject).tolist()  # type: ignore[attr-defined]
-            success += self.goal.success(logits, ref, self._reject).tolist()  # type: ignore[attr-defined]
+                logits = self._model([texts[k] for k in idx]).float().cpu()
+            ref = self._ref[[owners[k] for k in idx]]
+            sc = self.goal.score(logits, ref, self._reject).tolist()  # type: ignore[attr-defined]
+            ok = self.goal.success(logits, ref, self._reject).tolist()  # type: ignore[attr-defined]
+            for j, k in enumerate(idx):
+                scores[k], success[k] = sc[j], ok[j]
         self._forward += len(texts)
         for o in owners:
             states[o].queries += 1
