@@ -1,10 +1,10 @@
 """Train the shipped word-CNN text classifiers from a seed (CPU, one thread, about a minute).
 
     python scripts/train_text.py --name mr-wordcnn --data mr
-    python scripts/train_text.py --name mr-wordcnn-at --data mr --adversarial pwws-like   # defense
+    python scripts/train_text.py --name mr-wordcnn-at --data mr --adversarial textfooler-like,pwws-like,deepwordbug-like
 
-``--adversarial RECIPE`` is adversarial training for text (augment and retrain): train the plain
-model, attack a slice of the training set with RECIPE, add the adversarial sentences with their
+``--adversarial RECIPES`` is adversarial training for text (augment and retrain): train the plain
+model, attack a random slice of the training set with each recipe, add the adversarial sentences with their
 true labels, and retrain from scratch on the union; repeated ``--rounds`` times (each round
 attacks the latest model).
 
@@ -70,18 +70,20 @@ def main() -> None:
     if args.adversarial:
         from robustlab.attacks.text import recipe
 
-        attack = recipe(args.adversarial)
+        attacks = [recipe(name) for name in args.adversarial.split(",")]
         g = torch.Generator().manual_seed(args.seed + 1)
         for r in range(args.rounds):
-            idx = torch.randperm(len(texts), generator=g)[: args.n_adv]
-            sub, ys = [texts[i] for i in idx], y[idx]
-            res = attack(model, sub, ys)
-            found = [s for s, ok, orig in zip(res.x_adv, res.success.tolist(), sub) if ok and s != orig]
-            keep = torch.tensor([ok and s != orig for s, ok, orig in zip(res.x_adv, res.success.tolist(), sub)])
-            aug_texts += found
-            aug_y = torch.cat([aug_y, ys[keep]])
+            found = 0
+            for attack in attacks:
+                idx = torch.randperm(len(texts), generator=g)[: args.n_adv]
+                sub, ys = [texts[i] for i in idx], y[idx]
+                res = attack(model, sub, ys)
+                keep = [ok and s != orig for s, ok, orig in zip(res.x_adv, res.success.tolist(), sub)]
+                aug_texts += [s for s, kp in zip(res.x_adv, keep) if kp]
+                aug_y = torch.cat([aug_y, ys[torch.tensor(keep, dtype=torch.bool)]])
+                found += sum(keep)
             model = fit(aug_texts, aug_y, k, args.epochs, args.seed)
-            rounds.append({"round": r + 1, "attacked": len(sub), "added": len(found),
+            rounds.append({"round": r + 1, "attacked": args.n_adv * len(attacks), "added": found,
                            "test_accuracy": accuracy(model, xt, yt)})
             print(rounds[-1], flush=True)
     acc = accuracy(model, xt, yt)
