@@ -72,23 +72,34 @@ class SentenceEncoder(nn.Module):
         tok.enable_padding(pad_id=0, pad_token="[PAD]")
         self.tokenizer = tok
         self.batch_size = batch_size
+        # Embeddings of recent sentences: an attack's similarity check and its model query
+        # encode the same candidate, and every check re-encodes the original.
+        self.cache_size = 50_000
+        self._cache: dict[str, Tensor] = {}
         self.eval()
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> Tensor:
-        """(N, 384) float32 unit-norm sentence embeddings (mean of the last layer over real tokens)."""
+        """(N, 384) float32 unit-norm sentence embeddings (mean of the last layer over real tokens),
+        computed once per distinct sentence (kept in a cache of ``cache_size`` sentences)."""
         if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
             raise TypeError(f"texts: expected a list of strings, got {type(texts).__name__}")
-        out = []
         device = next(self.bert.parameters()).device
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer.encode_batch(list(texts[i: i + self.batch_size]))
+        todo = sorted({t for t in texts if t not in self._cache}, key=len)  # similar lengths batch together
+        for i in range(0, len(todo), self.batch_size):
+            chunk = todo[i: i + self.batch_size]
+            enc = self.tokenizer.encode_batch(chunk)
             ids = torch.tensor([e.ids for e in enc], device=device)
             mask = torch.tensor([e.attention_mask for e in enc], device=device)
             h = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
             m = mask.unsqueeze(-1).to(h.dtype)
-            out.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=1))
-        return torch.cat(out) if out else torch.zeros(0, 384)
+            z = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=1).float().cpu()
+            if len(self._cache) + len(chunk) > self.cache_size:
+                self._cache.clear()
+            self._cache.update(zip(chunk, z))
+        if not texts:
+            return torch.zeros(0, 384)
+        return torch.stack([self._cache[t] for t in texts]).to(device)
 
     def forward(self, texts: list[str]) -> Tensor:
         return self.encode(texts)

@@ -66,8 +66,16 @@ class WordCNN(nn.Module):
         return out.to(self.embedding.weight.device)
 
     def forward_ids(self, ids: Tensor) -> Tensor:
+        """(N, L) ids -> (N, K) logits. Windows that reach into the padding are masked out, so a
+        sentence's logits do not depend on what it is batched with."""
         h = self.embedding(ids).transpose(1, 2)  # (N, 50, L)
-        pooled = [torch.relu(c(h)).amax(dim=2) for c in self.convs]
+        length = (ids != PAD).sum(1, keepdim=True)  # (N, 1)
+        pooled = []
+        for conv in self.convs:
+            a = torch.relu(conv(h))  # (N, F, L - w + 1), >= 0
+            t = torch.arange(a.shape[2], device=ids.device)
+            valid = t[None, :] <= (length - conv.kernel_size[0]).clamp(min=0)  # (N, L - w + 1)
+            pooled.append((a * valid[:, None, :]).amax(dim=2))
         return self.out(self.dropout(torch.cat(pooled, dim=1)))
 
     def forward(self, texts: list[str]) -> Tensor:

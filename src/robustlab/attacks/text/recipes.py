@@ -5,7 +5,7 @@
     pwws-like         WordNet synonyms + probability-weighted word saliency, stop words
     deepwordbug-like  character edits (swap, delete, insert, substitute) + greedy by "unk" importance
     filter-evasion    character edits incl. homoglyphs and spacing ("i d i o t", "st.upid") and
-                      WordNet synonyms, beam search, goal: the filter says benign (class 0)
+                      WordNet synonyms, greedy by "unk" importance, goal: the filter says benign (class 0)
     wordnet-greedy    WordNet synonyms + greedy by deletion importance, stop words (the recipe of
                       the TextAttack side-by-side)
     genetic-like      GloVe neighbours + Alzantot et al.'s genetic search
@@ -20,7 +20,7 @@ from typing import Any
 
 from robustlab.attacks.text.attack import Targeted, TextAttack, Untargeted
 from robustlab.attacks.text.constraints import EmbeddingCosine, SentenceSimilarity, StopWords
-from robustlab.attacks.text.search import PWWS, Beam, Genetic, GreedyWIR
+from robustlab.attacks.text.search import PWWS, Genetic, GreedyWIR
 from robustlab.attacks.text.transformations import CharEdits, Compose, EmbeddingSwap, WordNetSwap
 from robustlab.threats.text import WordBudget
 
@@ -72,7 +72,7 @@ def filter_evasion(threat: WordBudget | None = None, benign: int = 0, **kw: Any)
     if threat.edits in ("all", "word"):
         parts.append(WordNetSwap())
     cons: list[object] = [SentenceSimilarity(threat.similarity, threat.sim)] if threat.sim > 0 else []
-    return TextAttack(Targeted(benign), Compose(*parts), cons, Beam(width=3, importance="unk"), threat=threat,
+    return TextAttack(Targeted(benign), Compose(*parts), cons, GreedyWIR("unk"), threat=threat,
                       name="filter-evasion", **kw)
 
 
