@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -79,12 +80,19 @@ def changes(adv: str, orig: str) -> tuple[int, int, int]:
     return word, char, max(len(a), 1)
 
 
+@lru_cache(maxsize=1)
+def _glove_index() -> dict[str, int]:
+    from robustlab.models.text import glove
+
+    return {w: i for i, w in enumerate(glove()[0])}
+
+
 def glove_similarity(a: list[str], b: list[str]) -> Tensor:
     """(N,) cosine of the mean GloVe vectors of paired sentences (unknown words count as zero)."""
     from robustlab.models.text import glove, tokenize
 
     words, vectors = glove()
-    index = {w: i for i, w in enumerate(words)}
+    index = _glove_index()
 
     def mean(s: str) -> Tensor:
         rows = [index[t] for t in tokenize(s) if t in index]
