@@ -44,7 +44,7 @@ def evaluate_text(model: object, texts: list[str], y: Tensor, threat: WordBudget
     robust = clean.clone()
     broken_by = torch.where(clean, -1, -2)
     distance = torch.zeros(n)
-    queries = torch.full((n,), n and 1, dtype=torch.int64)
+    queries = torch.ones(n, dtype=torch.int64)  # the clean query
     x_adv = list(texts)
     summaries, forward = [], n
     for k, attack in enumerate(built):

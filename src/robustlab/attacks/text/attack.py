@@ -45,7 +45,6 @@ class Targeted:
         if target is not None and (not isinstance(target, int) or target < 0):
             raise ValueError(f"target: expected a class index >= 0 or None, got {target!r}")
         self.target = target
-        self._t: Tensor | None = None
 
     def success(self, logits: Tensor, t: Tensor, reject: bool) -> Tensor:
         return is_success(logits, t, t, reject)
