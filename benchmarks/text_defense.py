@@ -1,5 +1,6 @@
 """Defenses for the MR word-CNN, robust accuracy before and after (200 test sentences,
-threat words:0.2,sim:0.8,simby:glove, attacks run in order on the points still robust):
+threat words:0.2,sim:0.8,simby:glove; deepwordbug-like, pwws-like, textfooler-like run in order on
+the points still robust, the robust accuracy after each):
 
 - ``mr-wordcnn``: no defense;
 - ``mr-wordcnn-at``: adversarial training for text (augment with textfooler-like, pwws-like and
@@ -34,13 +35,10 @@ def main() -> None:
     out: dict = {"n": args.n, "threat": args.threat, "attacks": ATTACKS, "models": {}}
     for name in ("mr-wordcnn", "mr-wordcnn-at", "mr-wordcnn-norm"):
         model = rl.models.load(name)
-        per_attack = {}
-        for a in ATTACKS:  # each attack alone, and then all in order
-            rep, _, q = evaluate_text(model, x, y, args.threat, [a])
-            per_attack[a] = {"robust_accuracy": rep.robust_accuracy, "queries": float(q.float().mean())}
         rep, x_adv, q = evaluate_text(model, x, y, args.threat, ATTACKS)
         row = {"clean_accuracy": rep.clean_accuracy, "robust_accuracy_all": rep.robust_accuracy,
-               "per_attack": per_attack, "seconds": round(rep.seconds, 1)}
+               "after_each_attack": {a.name: a.robust_accuracy for a in rep.attacks},
+               "queries_per_sentence": float(q.float().mean()), "seconds": round(rep.seconds, 1)}
         if name.endswith("-norm"):
             base = rl.models.load("mr-wordcnn")
             _, x_base, _ = evaluate_text(base, x, y, args.threat, ATTACKS)
