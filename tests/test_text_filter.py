@@ -17,6 +17,7 @@ def filt():
     return rl.models.load("filter-minilm")
 
 
+@pytest.mark.slow
 def test_encoder_similarity():
     from robustlab.models.minilm import encoder
 
