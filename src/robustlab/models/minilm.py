@@ -114,5 +114,4 @@ class SentenceEncoder(nn.Module):
 @lru_cache(maxsize=1)
 def encoder() -> SentenceEncoder:
     """The process-wide encoder (loaded once, about 2 s)."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     return SentenceEncoder()
