@@ -114,6 +114,14 @@ def help_text() -> str:
     return "; ".join(f"{e.usage}" for e in ATTACKS)
 
 
+def markdown_table(entries: list[Entry] | None = None) -> str:
+    """The README's table of names: usage, threats, description (one row per registry line)."""
+    rows = ["| name | threats | what |", "|---|---|---|"]
+    for e in ATTACKS if entries is None else entries:
+        rows.append(f"| `{e.usage}` | {', '.join(e.threats)} | {e.description} |")
+    return "\n".join(rows)
+
+
 def _lookup(name: str, threat: object, entries: list[Entry], what: str) -> object:
     key = name.strip().lower()
     for e in entries:
@@ -161,4 +169,4 @@ def build_certifiers(spec: str, threat: object | None = None) -> list[object]:
 
 
 __all__ = ["ATTACKS", "CERTIFIERS", "Entry", "names", "build_attack", "build_attacks", "build_certifiers",
-           "threat_kinds", "ENSEMBLES", "help_text"]
+           "threat_kinds", "ENSEMBLES", "help_text", "markdown_table"]

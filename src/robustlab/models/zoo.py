@@ -26,6 +26,8 @@ ZOO: dict[str, ZooEntry] = {
     for e in [
         ZooEntry("mnist-cnn", "mnist_cnn", "mnist", "standard training (no defense)"),
         ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
+        ZooEntry("mnist-cnn-crownibp", "mnist_cnn_small", "mnist", "CROWN-IBP certified training, Linf eps 0.4",
+                 loader="robustlab.models.certified:load_certified", threat="linf:0.3"),
         # One line per shipped model; modalities and defenses name their own loader.
         ZooEntry("mr-wordcnn", "wordcnn", "mr", "word-CNN on frozen GloVe 50d, Rotten Tomatoes polarity", loader="robustlab.models.text:load_wordcnn", threat="words:0.2,sim:0.8"),
         ZooEntry("mr-wordcnn-at", "wordcnn", "mr", "word-CNN adversarially trained for text (augment with textfooler/pwws/deepwordbug-like examples, retrain)", loader="robustlab.models.text:load_wordcnn", threat="words:0.2,sim:0.8"),
