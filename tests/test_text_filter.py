@@ -27,7 +27,7 @@ def test_encoder_similarity():
 
 @pytest.mark.slow
 def test_filter_detects_spam(filt):
-    x, y = rl.data.load("sms", split="test", n=120)
+    x, y = rl.data.load("sms", split="test", n=80)
     with torch.no_grad():
         pred = filt(x).argmax(1)
     assert (pred[y == 1] == 1).float().mean() >= 0.85
@@ -41,10 +41,10 @@ def test_filter_evasion_bypasses_within_floor(filt):
 
     x, y = rl.data.load("sms", split="test", n=200)
     with torch.no_grad():
-        flagged = [s for s, yy, p in zip(x, y.tolist(), filt(x).argmax(1).tolist()) if yy == 1 and p == 1][:6]
+        flagged = [s for s, yy, p in zip(x, y.tolist(), filt(x).argmax(1).tolist()) if yy == 1 and p == 1][:4]
     threat = WordBudget(words=0.2, sim=0.8)
-    res = recipe("filter-evasion", threat, max_queries=120)(filt, flagged, torch.ones(len(flagged), dtype=torch.int64))
-    assert res.success.sum() >= 2  # the filter is not reliable under rephrasing
+    res = recipe("filter-evasion", threat, max_queries=80)(filt, flagged, torch.ones(len(flagged), dtype=torch.int64))
+    assert res.success.sum() >= 1  # the filter is not reliable under rephrasing
     with torch.no_grad():
         assert torch.equal(res.success, filt(res.x_adv).argmax(1) == 0)
-    assert threat.admits(res.x_adv, flagged).all() and (res.queries <= 120).all()
+    assert threat.admits(res.x_adv, flagged).all() and (res.queries <= 80).all()
