@@ -85,7 +85,17 @@ ATTACKS: list[Entry] = [
           lambda m, t: ensemble("plus", t), ensemble=True),
     Entry("rand", r"rand", LP, "AutoAttack for randomized models: APGD-CE/DLR with EOT-20",
           lambda m, t: ensemble("rand", t), ensemble=True),
+    Entry("{textfooler,pwws,deepwordbug,genetic}-like[-Q], filter-evasion[-Q], wordnet-greedy[-Q]",
+          r"(?P<name>textfooler-like|pwws-like|deepwordbug-like|genetic-like|filter-evasion|wordnet-greedy)" + _Q,
+          ("words",), "text attacks (docs/text.md): goal + transformation + constraints + search, Q queries per sentence",
+          lambda m, t: _text_recipe(m["name"], t, _queries(m, 0) or None)),
 ]
+
+
+def _text_recipe(name: str, threat: object, max_queries: int | None) -> object:
+    from robustlab.attacks.text import recipe
+
+    return recipe(name, threat, max_queries=max_queries)  # type: ignore[arg-type]
 
 def _certify(name: str) -> Callable[[re.Match, object], object]:
     def build(m: re.Match, t: object) -> object:

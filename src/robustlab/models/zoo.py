@@ -34,6 +34,11 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("mnist-cnn-trades", "mnist_cnn", "mnist", "TRADES (beta 6) fine-tuning of mnist-cnn-at, Linf eps 0.3", threat="linf:0.3"),
         ZooEntry("mnist-cnn-fast", "mnist_cnn", "mnist", "fast adversarial training (FGSM + random start), Linf eps 0.3", threat="linf:0.3"),
         # One line per shipped model; modalities and defenses name their own loader.
+        ZooEntry("mr-wordcnn", "wordcnn", "mr", "word-CNN on frozen GloVe 50d, Rotten Tomatoes polarity", loader="robustlab.models.text:load_wordcnn", threat="words:0.2,sim:0.8"),
+        ZooEntry("mr-wordcnn-at", "wordcnn", "mr", "word-CNN adversarially trained for text (augment with textfooler/pwws/deepwordbug-like examples, retrain)", loader="robustlab.models.text:load_wordcnn", threat="words:0.2,sim:0.8"),
+        ZooEntry("mr-wordcnn-norm", "wordcnn", "mr", "mr-wordcnn behind a spelling-normalizing front end (defense)", loader="robustlab.defenses.text_normalize:load_normalized_wordcnn", threat="words:0.2,sim:0.8"),
+        ZooEntry("filter-minilm-norm", "minilm-filter", "sms", "filter-minilm behind the normalizing front end (defense); needs robustlab[text]", loader="robustlab.models.content_filter:load_filter", threat="words:0.2,sim:0.8"),
+        ZooEntry("filter-minilm", "minilm-filter", "sms", "content (spam) filter: MiniLM-L6 encoder + MLP head; needs robustlab[text]", loader="robustlab.models.content_filter:load_filter", threat="words:0.2,sim:0.8"),
     ]
 }
 

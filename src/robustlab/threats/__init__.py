@@ -6,8 +6,11 @@ from robustlab.threats.base import (DIST_TOL, Ball, Threat, check_threat, parse_
                                     threat_prefixes, within)
 from robustlab.threats.lp import NORMS, LpBall, Norm, check_lp, project_l1_ball
 
+from robustlab.threats.text import WordBudget
+
 for _norm in NORMS:
     register_threat(_norm, LpBall.parse)
+register_threat("words", WordBudget.parse)
 
-__all__ = ["Threat", "Ball", "LpBall", "Norm", "NORMS", "DIST_TOL", "check_threat", "check_lp", "parse_threat",
+__all__ = ["Threat", "Ball", "LpBall", "WordBudget", "Norm", "NORMS", "DIST_TOL", "check_threat", "check_lp", "parse_threat",
            "register_threat", "threat_prefixes", "spec_of", "within", "project_l1_ball"]
