@@ -91,4 +91,6 @@ def load(name: str, split: str = "test", n: int | None = None, start: int = 0) -
     return x, y
 
 
+register_dataset("keywords", "robustlab.data.keywords")
+
 __all__ = ["load", "names", "info", "DatasetInfo", "register_dataset"]
