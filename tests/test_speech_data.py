@@ -111,3 +111,11 @@ def test_audio_section_embeds_decodable_wav(clips):
         audio_section(x[:2], x_adv[:1])
     with pytest.raises(ValueError, match="rate"):
         wav_bytes(np.zeros(10), 0)
+
+
+def test_success_curve_from_stored_distances():
+    from robustlab.report.audio_section import curve_from_distances
+
+    curve = dict(curve_from_distances(np.array([1, 1, 1, 0]), np.array([0, 0, 1, 0]),
+                                      np.array([-35.0, -25.0, np.nan, np.nan]), -20.0, low=-40.0, points=5))
+    assert curve == {-40.0: 0.0, -35.0: 1 / 3, -30.0: 1 / 3, -25.0: 2 / 3, -20.0: 2 / 3}

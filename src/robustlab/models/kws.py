@@ -72,14 +72,17 @@ def _block(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
 
-def kws_cnn(n_classes: int = 12, width: int = 32) -> nn.Sequential:
+def kws_cnn(n_classes: int = 12, width: int = 16) -> nn.Sequential:
     """Waveform -> log-mel (40 x 63 for 1 s at 8 kHz) -> four 3x3 conv blocks (width, 2w, 4w,
     4w channels, max-pooled 2x2 after the first three) -> global average -> linear.
 
-    Input (N, 1, T) in [0, 1]; output (N, n_classes) logits; 0.24M parameters at width 32.
+    Input (N, 1, T) in [0, 1]; output (N, n_classes) logits; 61k parameters at width 16 (about
+    7M multiply-adds per 1 s clip, so black-box attacks with thousands of queries stay cheap).
     """
     if not isinstance(n_classes, int) or n_classes < 2:
         raise ValueError(f"n_classes: expected an int >= 2, got {n_classes!r}")
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"width: expected a positive int, got {width!r}")
     w = width
     return nn.Sequential(
         Waveform(), LogMel(), nn.BatchNorm2d(1),  # the BatchNorm standardises log power (fixed at eval)
@@ -92,8 +95,9 @@ def kws_cnn(n_classes: int = 12, width: int = 32) -> nn.Sequential:
 
 
 def load_kws(entry: object, state: dict[str, Tensor] | None) -> nn.Module:
-    """Zoo loader (``ZooEntry.loader``): the architecture with the shipped weights."""
-    model = kws_cnn()
+    """Zoo loader (``ZooEntry.loader``): the architecture (its width read from the weights) with
+    the shipped weights."""
+    model = kws_cnn(width=int(state["3.weight"].shape[0]) if state is not None else 16)
     if state is None:
         name = getattr(entry, "name", "kws-cnn")
         raise FileNotFoundError(f"name: weights for {name!r} are missing; train them with scripts/train_kws.py")

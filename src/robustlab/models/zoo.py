@@ -27,6 +27,10 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("mnist-cnn", "mnist_cnn", "mnist", "standard training (no defense)"),
         ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
         # One line per shipped model; modalities and defenses name their own loader.
+        ZooEntry("kws-cnn", "kws_cnn", "keywords", "keyword CNN on in-model log-mel, standard training",
+                 loader="robustlab.models.kws:load_kws", threat="db:-30"),
+        ZooEntry("kws-cnn-at", "kws_cnn", "keywords", "keyword CNN, PGD adversarial training at db:-30",
+                 loader="robustlab.models.kws:load_kws", threat="db:-30"),
     ]
 }
 

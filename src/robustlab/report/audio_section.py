@@ -85,6 +85,19 @@ def success_vs_db(curve: Mapping[str, Sequence[tuple[float, float]]], title: str
     return _png(fig)
 
 
+def curve_from_distances(clean_correct: np.ndarray, robust: np.ndarray, distance_db: np.ndarray, db: float,
+                         low: float = -60.0, points: int = 25) -> list[tuple[float, float]]:
+    """(dB, success rate) for budgets ``low .. db`` implied by one run at ``db``: a clip broken
+    at distance d dB counts as broken for every budget >= d. A lower bound on the success below
+    ``db`` (smaller budgets were not attacked on their own). Rates are over the clips the model
+    got right; arrays are (N,) as an ``EvalReport`` holds them."""
+    ok = np.asarray(clean_correct, dtype=bool)
+    broken = ok & ~np.asarray(robust, dtype=bool)
+    d = np.where(broken, np.nan_to_num(np.asarray(distance_db, dtype=np.float64), nan=np.inf), np.inf)
+    n = max(int(ok.sum()), 1)
+    return [(float(b), float((d <= b + 1e-3).sum() / n)) for b in np.linspace(min(low, db), db, points)]
+
+
 def clip_figure(w: np.ndarray, rate: int, title: str) -> str:
     """base64 PNG: the waveform above its spectrogram (Hann frames of 32 ms, dB)."""
     fig = Figure(figsize=(3.4, 2.6))
@@ -158,4 +171,4 @@ def audio_section(x: object, x_adv: object, *, rate: int = 8000, labels: Sequenc
     return "\n".join(parts)
 
 
-__all__ = ["audio_section", "success_vs_db", "clip_figure", "wav_bytes", "wav_data_url"]
+__all__ = ["audio_section", "success_vs_db", "curve_from_distances", "clip_figure", "wav_bytes", "wav_data_url"]
