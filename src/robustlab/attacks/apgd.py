@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, prepare
+from robustlab.attacks.losses import ce_loss, is_success, rejects
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_lp
 from robustlab.validation import check_positive_int
@@ -71,12 +72,12 @@ def dlr_loss(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
     return (z_t - z_y) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _DLR_TINY)
 
 
-def apgd_loss(name: str, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-    """Per-sample loss APGD ascends: "ce" (targeted: minus the cross-entropy to the target)
-    or "dlr" (targeted: the targeted DLR)."""
+def apgd_loss(name: str, logits: Tensor, y: Tensor, target: Tensor | None, reject: bool = False) -> Tensor:
+    """Per-sample loss APGD ascends: "ce" (targeted: minus the cross-entropy to the target;
+    reject-aware, see ``losses.ce_loss``) or "dlr" (targeted: the targeted DLR)."""
     if name == "ce":
         if target is None:
-            return F.cross_entropy(logits, y, reduction="none")
+            return ce_loss(logits, y, reject)
         return -F.cross_entropy(logits, target, reduction="none")
     return dlr_loss(logits, y, target)
 
@@ -112,7 +113,9 @@ def project_l1_box(v: Tensor, x: Tensor, eps: float | Tensor, iters: int = 30) -
     return (xf + d.sign() * t).reshape(x.shape).clamp(0.0, 1.0)
 
 
-def _project(norm: str, v: Tensor, x: Tensor, eps: float) -> Tensor:
+def _project(norm: str, v: Tensor, x: Tensor, eps: float, ball: object | None = None) -> Tensor:
+    if ball is not None:  # a ball with its own per-sample radius (computed from the clean x)
+        return ball.project(v, x)  # type: ignore[attr-defined]
     if norm == "l1":
         out = project_l1_box(v, x, eps)
         # Float summation can leave the L1 norm a few ulps over eps; shrink those by a hair.
@@ -178,6 +181,8 @@ def apgd_run(
     eot_iter: int = 1,
     early_stop: bool = True,
     l1_init_sparsity: bool = False,
+    ball: object | None = None,
+    reject: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One APGD run from ``x_start`` on a batch. Shared by APGD, APGDT and training code.
 
@@ -190,6 +195,9 @@ def apgd_run(
             iterates inside ``final_eps`` count as successes.
         l1_init_sparsity: L1 only: take the initial top-k fraction from ``x_start``'s sparsity
             (a warm start) instead of 20%.
+        ball: a Ball with a per-sample radius (linf/l2 geometry) whose ``project`` is used
+            instead of an LpBall of radius ``eps``; then ``eps`` is its (N,) ``radius(x)``.
+        reject: the model answers "reject" in its last column (reject-aware loss and success).
 
     Returns:
         x_best (N, ...) highest-loss point, loss_best (N,), success (N,) bool, x_adv (N, ...)
@@ -212,18 +220,17 @@ def apgd_run(
         g = torch.zeros_like(xs)
         lv = torch.zeros(xs.shape[0], device=dev, dtype=x.dtype)
         for _ in range(eot_iter):
-            logits, gr = counter.logits_and_grad(xs, lambda out: apgd_loss(loss, out, yi, ti))
+            logits, gr = counter.logits_and_grad(xs, lambda out: apgd_loss(loss, out, yi, ti, reject))
             g += gr
-            lv += apgd_loss(loss, logits, yi, ti)
+            lv += apgd_loss(loss, logits, yi, ti, reject)
         if eot_iter > 1:
             g /= eot_iter
             lv /= eot_iter
         return logits, lv, g
 
     def hits(logits: Tensor, idx: Tensor, xs: Tensor, x0: Tensor) -> Tensor:
-        pred = logits.argmax(dim=1)
-        ok = pred != y[idx] if success_target is None else pred == success_target[idx]
-        if final_eps < eps:
+        ok = is_success(logits, y[idx], None if success_target is None else success_target[idx], reject)
+        if ball is None and final_eps < eps:
             ok = ok & (LpBall(norm, final_eps).distance(xs, x0) <= final_eps)  # type: ignore[arg-type]
         return ok
 
@@ -241,7 +248,8 @@ def apgd_run(
     step0 = (2.0 if norm in ("linf", "l2") else 1.0) * eps
     st = {
         "idx": idx, "x0": x0, "xs": xs, "prev": xs.clone(), "grad": grad,
-        "step": torch.full((n,), step0, device=dev, dtype=x.dtype),
+        "step": (step0.to(dev, x.dtype).clone() if isinstance(step0, Tensor)
+                 else torch.full((n,), step0, device=dev, dtype=x.dtype)),
         "loss_prev": lv.clone(), "inc": torch.zeros(n, device=dev, dtype=x.dtype),
         "best_at_check": lv.clone(), "reduced": torch.ones(n, dtype=torch.bool, device=dev),
     }
@@ -271,11 +279,11 @@ def apgd_run(
         xs, x0, step = st["xs"], st["x0"], _col(st["step"], st["xs"])
         with torch.no_grad():
             if norm == "l1":
-                z = _project(norm, xs + step * _l1_direction(st["grad"], xs, st["topk"]), x0, eps)
+                z = _project(norm, xs + step * _l1_direction(st["grad"], xs, st["topk"]), x0, eps, ball)
             else:
-                z = _project(norm, xs + step * _direction(norm, st["grad"]), x0, eps)
+                z = _project(norm, xs + step * _direction(norm, st["grad"]), x0, eps, ball)
                 if i > 0 and momentum < 1:
-                    z = _project(norm, xs + momentum * (z - xs) + (1 - momentum) * (xs - st["prev"]), x0, eps)
+                    z = _project(norm, xs + momentum * (z - xs) + (1 - momentum) * (xs - st["prev"]), x0, eps, ball)
         st["prev"], st["xs"] = xs, z
         idx = st["idx"]
         logits, lv, grad = ev(z, idx)
@@ -339,8 +347,15 @@ def _apgd_points(
     momentum: float, eot_iter: int, early_stop: bool, large_reps: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One restart (a random start, or the radius schedule when ``large_reps``)."""
+    reject = rejects(counter.model)
+    kw = dict(loss=loss, success_target=success_target, rho=rho, momentum=momentum, eot_iter=eot_iter, reject=reject)
+    if not isinstance(threat, LpBall):  # a per-sample radius: the ball projects, steps scale with it
+        if threat.norm == "l1" or large_reps:
+            raise ValueError("threat: APGD walks per-sample balls in linf or l2 only (no L1 radius schedule)")
+        start = threat.random_start(x, gen)
+        return apgd_run(counter, threat.norm, x, y, loss_target, start, eps=threat.radius(x).to(x.dtype),
+                        steps=steps, early_stop=early_stop, ball=threat, **kw)  # type: ignore[arg-type]
     norm, eps = threat.norm, threat.eps
-    kw = dict(loss=loss, success_target=success_target, rho=rho, momentum=momentum, eot_iter=eot_iter)
     if not large_reps:
         start = _random_start(norm, x, eps, gen)
         return apgd_run(counter, norm, x, y, loss_target, start, eps=eps, steps=steps,
