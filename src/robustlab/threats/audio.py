@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from robustlab.threats.base import DIST_TOL
+from robustlab.threats.base import within
 from robustlab.threats.lp import LpBall
 
 
@@ -101,9 +101,8 @@ class _AudioBall:
             return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         a = _flat(x_adv)
         box = (a >= 0).all(dim=1) & (a <= 1).all(dim=1) & torch.isfinite(a).all(dim=1)
-        r = self.radius(x)  # type: ignore[attr-defined]
-        size = self._lp().distance(x_adv, x)
-        return box & (size <= r + DIST_TOL * torch.clamp(r, min=1e-3))
+        # The same float-rounding allowance as an LpBall's (DIST_TOL, in x units).
+        return box & within(self._lp().distance(x_adv, x), self.radius(x))  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
