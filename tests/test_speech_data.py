@@ -4,6 +4,8 @@ from __future__ import annotations
 import base64
 import io
 import re
+import shutil
+import subprocess
 import wave
 
 import numpy as np
@@ -119,3 +121,28 @@ def test_success_curve_from_stored_distances():
     curve = dict(curve_from_distances(np.array([1, 1, 1, 0]), np.array([0, 0, 1, 0]),
                                       np.array([-35.0, -25.0, np.nan, np.nan]), -20.0, low=-40.0, points=5))
     assert curve == {-40.0: 0.0, -35.0: 1 / 3, -30.0: 1 / 3, -25.0: 2 / 3, -20.0: 2 / 3}
+
+
+_PROBE = """<script>
+const out = [];
+document.querySelectorAll("audio").forEach((a, i) => {
+  const put = (v) => { out[i] = v; document.body.setAttribute("data-decoded", out.join(",")); };
+  a.addEventListener("loadedmetadata", () => put(a.duration.toFixed(3)));
+  a.addEventListener("error", () => put("error"));
+  a.preload = "auto"; a.load();
+});
+</script>"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium is not installed")
+def test_headless_chromium_decodes_every_clip(clips, tmp_path):
+    x, y = clips
+    x_adv = rl.DbBall(-30).random_start(x[:2], torch.Generator().manual_seed(0))
+    page = tmp_path / "audio.html"
+    page.write_text("<!doctype html><html><body>" + audio_section(x[:2], x_adv, y=y[:2], pred=y[:2], max_examples=2)
+                    + _PROBE + "</body></html>")
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    decoded = re.search(r'data-decoded="([^"]*)"', dom)
+    assert decoded is not None and decoded.group(1).split(",") == ["1.000"] * 6  # six 1 s clips played back
