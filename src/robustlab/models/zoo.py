@@ -39,6 +39,10 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("mr-wordcnn-norm", "wordcnn", "mr", "mr-wordcnn behind a spelling-normalizing front end (defense)", loader="robustlab.defenses.text_normalize:load_normalized_wordcnn", threat="words:0.2,sim:0.8"),
         ZooEntry("filter-minilm-norm", "minilm-filter", "sms", "filter-minilm behind the normalizing front end (defense); needs robustlab[text]", loader="robustlab.models.content_filter:load_filter", threat="words:0.2,sim:0.8"),
         ZooEntry("filter-minilm", "minilm-filter", "sms", "content (spam) filter: MiniLM-L6 encoder + MLP head; needs robustlab[text]", loader="robustlab.models.content_filter:load_filter", threat="words:0.2,sim:0.8"),
+        ZooEntry("kws-cnn", "kws_cnn", "keywords", "keyword CNN on in-model log-mel, standard training",
+                 loader="robustlab.models.kws:load_kws", threat="db:-30"),
+        ZooEntry("kws-cnn-at", "kws_cnn", "keywords", "keyword CNN, PGD adversarial training at db:-30",
+                 loader="robustlab.models.kws:load_kws", threat="db:-30"),
     ]
 }
 
