@@ -1,6 +1,9 @@
-"""Train the shipped CartPole policies from a seed: DQN and PPO, and their robust versions
-(fine-tuned with an SA-style regulariser: the hinge of the greedy action's margin at the PGD
-point of the state-scaled ball, added to the RL loss).
+"""Train the shipped CartPole policies from a seed: DQN and PPO, and their robust versions,
+fine-tuned from the vanilla ones with (1) adversarial training: in the training rollouts each
+episode is clean or attacked on every step (PGD flipping the greedy action, or PGD towards a
+fixed action) and the agent acts on and learns from the observation it is shown, and (2) an
+SA-style regulariser: the hinge of the greedy action's margin at the PGD point of the
+state-scaled ball, added to the RL loss (Zhang et al. 2020).
 
     python scripts/train_policies.py dqn --seed 0            # -> models/weights/cartpole-dqn.*
     python scripts/train_policies.py ppo --seed 0            # -> cartpole-ppo.*
@@ -77,6 +80,35 @@ def sa_hinge(policy, obs, scale, eps, margin):
     return F.relu(other - own + margin).mean()
 
 
+class Adversary:
+    """Attacks in the training rollouts (robust training): each episode slot draws a mode at its
+    start - clean, PGD that flips the greedy action, or PGD towards action 0 / action 1 - and the
+    agent acts on (and learns from) the observation it is shown."""
+
+    ATTACKS = (None, ObsPGD(steps=5), ObsPGD(steps=5, target=0), ObsPGD(steps=5, target=1))
+
+    def __init__(self, n: int, scale: torch.Tensor, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.scale = scale
+        self.mode = self.rng.integers(0, len(self.ATTACKS), n)
+
+    def restart(self, idx) -> None:
+        self.mode[idx] = self.rng.integers(0, len(self.ATTACKS), len(idx))
+
+    def perceive(self, policy, obs: torch.Tensor, eps: float) -> torch.Tensor:
+        seen = obs.clone()
+        if eps <= 0:
+            return seen
+        ball = StateBall(eps).bind(self.scale)
+        for m, attack in enumerate(self.ATTACKS):
+            sel = torch.from_numpy(self.mode == m)
+            if attack is None or not sel.any():
+                continue
+            with torch.enable_grad():
+                seen[sel] = attack(policy, obs[sel], ball, torch.rand(int(sel.sum()), 4)).obs_adv
+        return seen
+
+
 def pgd_return(policy, scale, eps, seeds=SELECT_SEEDS[:20]) -> float:
     """Mean return per episode under the worst of PGD-10 (flip) and the two constant-action PGD
     attacks, every observation attacked (selection only; seeds apart from the measuring ones)."""
@@ -109,18 +141,24 @@ def train_dqn(args, init=None, scale=None):
     best, best_state, t0 = -1.0, None, time.time()
     robust_fn = (lambda p: pgd_return(p, scale, args.eps)) if args.robust else None
     explore = args.explore_steps if init is None else 1
+    adversary = Adversary(n_env, scale, args.seed) if args.robust else None
     for it in range(1, args.iters + 1):
         steps_done = it * n_env
+        ramp = min(1.0, it / (0.3 * args.iters))
         eps_greedy = max(args.eps_final, 1.0 - steps_done / explore) if init is None else args.eps_final
+        seen = adversary.perceive(q, obs, args.eps * ramp) if adversary is not None else obs
         with torch.no_grad():
-            greedy = q(obs).argmax(dim=1)
+            greedy = q(seen).argmax(dim=1)
         rand = torch.from_numpy(rng.integers(0, 2, n_env))
         act = torch.where(torch.from_numpy(rng.random(n_env) < eps_greedy), rand, greedy)
         obs2, rew, term, trunc = env.step(act)
         idx = torch.arange(ptr, ptr + n_env) % cap
-        buf_o[idx], buf_a[idx], buf_r[idx], buf_o2[idx], buf_d[idx] = obs, act, rew, obs2, term.float()
+        # robust: the agent learns the value of acting on what it was shown (targets from clean states)
+        buf_o[idx], buf_a[idx], buf_r[idx], buf_o2[idx], buf_d[idx] = seen, act, rew, obs2, term.float()
         ptr = (ptr + n_env) % cap; size = min(size + n_env, cap)
         done = np.flatnonzero(env.done)
+        if len(done) and adversary is not None:
+            adversary.restart(done)
         if len(done):
             obs2 = env.restart(done, range(next_seed, next_seed + len(done))); next_seed += len(done)
         obs = obs2
@@ -133,10 +171,8 @@ def train_dqn(args, init=None, scale=None):
                 y = buf_r[b] + args.gamma * (1 - buf_d[b]) * target(buf_o2[b]).gather(1, a2).squeeze(1)
             pred = q(buf_o[b]).gather(1, buf_a[b][:, None]).squeeze(1)
             loss = F.smooth_l1_loss(pred, y)
-            if args.robust:
-                kappa = args.kappa * min(1.0, it / (0.3 * args.iters))
-                loss = loss + kappa * sa_hinge(q, buf_o[b], scale, args.eps * min(1.0, it / (0.3 * args.iters)),
-                                               args.margin)
+            if args.robust and args.kappa > 0:
+                loss = loss + args.kappa * ramp * sa_hinge(q, buf_o[b], scale, args.eps * ramp, args.margin)
             opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(q.parameters(), 10.0); opt.step()
             with torch.no_grad():
                 for pt, pq in zip(target.parameters(), q.parameters()):
@@ -174,23 +210,29 @@ def train_ppo(args, init=None, scale=None):
     obs = env.reset(range(next_seed, next_seed + n_env)); next_seed += n_env
     best, best_state, t0 = -1.0, None, time.time()
     robust_fn = (lambda p: pgd_return(p, scale, args.eps)) if args.robust else None
+    adversary = Adversary(n_env, scale, args.seed) if args.robust else None
     for it in range(1, args.iters + 1):
         frac = 1.0 - (it - 1) / args.iters
+        ramp = min(1.0, it / (0.3 * args.iters))
         for grp in opt.param_groups:
             grp["lr"] = args.lr * frac
         O = torch.zeros(T, n_env, 4); A = torch.zeros(T, n_env, dtype=torch.long); LP = torch.zeros(T, n_env)
-        R = torch.zeros(T, n_env); D = torch.zeros(T, n_env); V = torch.zeros(T + 1, n_env)
+        R = torch.zeros(T, n_env); D = torch.zeros(T, n_env); V = torch.zeros(T + 1, n_env); S = torch.zeros(T, n_env, 4)
         with torch.no_grad():
             for t in range(T):
-                logits = pi(obs)
+                # robust: the actor acts on (and is trained on) what it is shown; the critic sees the state
+                seen = adversary.perceive(pi, obs, args.eps * ramp) if adversary is not None else obs
+                logits = pi(seen)
                 dist = torch.distributions.Categorical(logits=logits)
                 a = dist.sample()
-                O[t], A[t], LP[t], V[t] = obs, a, dist.log_prob(a), vf(obs)
+                O[t], A[t], LP[t], V[t], S[t] = seen, a, dist.log_prob(a), vf(obs), obs
                 obs2, rew, term, trunc = env.step(a)
                 # a truncated episode is bootstrapped with the value of its last observation
                 R[t] = rew + args.gamma * vf(obs2) * trunc.float()
                 D[t] = (term | trunc).float()
                 done = np.flatnonzero(env.done)
+                if len(done) and adversary is not None:
+                    adversary.restart(done)
                 if len(done):
                     obs2 = env.restart(done, range(next_seed, next_seed + len(done))); next_seed += len(done)
                 obs = obs2
@@ -201,7 +243,8 @@ def train_ppo(args, init=None, scale=None):
                 last = delta + args.gamma * 0.95 * (1 - D[t]) * last
                 adv[t] = last
             ret = adv + V[:T]
-        O, A, LP, adv, ret = O.reshape(-1, 4), A.reshape(-1), LP.reshape(-1), adv.reshape(-1), ret.reshape(-1)
+        O, A, LP, adv, ret, S = (O.reshape(-1, 4), A.reshape(-1), LP.reshape(-1), adv.reshape(-1), ret.reshape(-1),
+                                 S.reshape(-1, 4))
         for _ in range(args.epochs):
             perm = torch.randperm(O.shape[0])
             for mb in perm.split(512):
@@ -209,11 +252,10 @@ def train_ppo(args, init=None, scale=None):
                 ratio = (dist.log_prob(A[mb]) - LP[mb]).exp()
                 a_n = (adv[mb] - adv[mb].mean()) / (adv[mb].std() + 1e-8)
                 pg = -torch.min(ratio * a_n, ratio.clamp(0.8, 1.2) * a_n).mean()
-                vl = F.mse_loss(vf(O[mb]), ret[mb])
+                vl = F.mse_loss(vf(S[mb]), ret[mb])
                 loss = pg + 0.5 * vl - args.entropy * frac * dist.entropy().mean()
-                if args.robust:
-                    ramp = min(1.0, it / (0.3 * args.iters))
-                    loss = loss + args.kappa * ramp * sa_hinge(pi, O[mb], scale, args.eps * ramp, args.margin)
+                if args.robust and args.kappa > 0:
+                    loss = loss + args.kappa * ramp * sa_hinge(pi, S[mb], scale, args.eps * ramp, args.margin)
                 opt.zero_grad(); loss.backward()
                 torch.nn.utils.clip_grad_norm_(list(pi.parameters()) + list(vf.parameters()), 0.5); opt.step()
         if it % args.eval_every == 0:

@@ -137,3 +137,25 @@ def test_bad_arguments_name_themselves(dqn):
         evaluate_policy(dqn, threat="l2:0.1", episodes=1)
     with pytest.raises(ValueError, match="u"):
         ObsPGD()(dqn, torch.zeros(2, 4), StateBall(0.1).bind(dqn.state_std), None)
+
+
+def test_an_episode_does_not_depend_on_its_batch(dqn):
+    ball = StateBall(EPS).bind(dqn.state_std)
+    _, together = rollout(dqn, "CartPole-v1", [3, 4, 5], ball, ObsNoise(), stream=11, record=True)
+    _, alone = rollout(dqn, "CartPole-v1", [4], ball, ObsNoise(), stream=11, record=True)
+    assert together[1] == alone[0]  # the same actions, step for step
+    _, other = rollout(dqn, "CartPole-v1", [4], ball, ObsNoise(), stream=12, record=True)
+    assert other[0] != alone[0]  # the stream is what decides, not luck
+
+
+def test_min_q_reaches_the_critics_worst_action_with_three_actions():
+    # Acrobot-v1 has three actions, so the critic-guided target differs from "any other action"
+    torch.manual_seed(0)
+    q = rl.models.PolicyNet(6, 3, 32).eval()
+    env = GymBatch("Acrobot-v1")
+    obs = env.reset(range(32))
+    ball = StateBall(2.0).bind(torch.ones(6))
+    res = ObsPGD(steps=20, target="min-q")(q, obs, ball, torch.rand(32, 6))
+    worst = q(obs).argmin(1)
+    assert ball.admits(res.obs_adv, obs).all()
+    assert (q(res.obs_adv).argmax(1) == worst).float().mean() > 0.5
