@@ -28,20 +28,24 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ENV = "CartPole-v1"
 
 
-def attacks_for(model: str, timed: float) -> list[str]:
-    names = ["fgsm", "pgd", "pgd-action0", "pgd-action1", f"timed{timed:g}-pgd"]
+def attacks_for(model: str, timed: str) -> list[str]:
+    names = ["fgsm", "pgd", "pgd-action0", "pgd-action1"] + [f"timed{float(t):g}-pgd" for t in timed.split(",")]
     return names + (["min-q"] if "dqn" in model else [])
 
 
 def curves(args) -> None:
     for model in args.models.split(","):
-        path = RESULTS / f"rl-{model}.json"
-        data = json.loads(path.read_text()) if path.is_file() else {"model": model, "points": {}}
+        # --scale-from: the ball measured in another policy's state std (e.g. a robust policy in the
+        # vanilla one's units, so that both face the same raw perturbation)
+        tag = model + (f"@{args.scale_from}" if args.scale_from else "")
+        path = RESULTS / f"rl-{tag}.json"
+        data = json.loads(path.read_text()) if path.is_file() else {"model": tag, "points": {}}
         policy = rl.models.load(model)
+        std = rl.models.load(args.scale_from).state_std if args.scale_from else policy.state_std
         for eps in [float(e) for e in args.eps.split(",")]:
             t0 = time.time()
-            rep = evaluate_policy(policy, ENV, f"state:{eps}", attacks_for(model, args.timed), episodes=args.episodes,
-                                  seed=0, model_name=model)
+            rep = evaluate_policy(policy, ENV, rl.StateBall(eps).bind(std), attacks_for(model, args.timed),
+                                  episodes=args.episodes, seed=0, model_name=model)
             per = {s.name: s for s in [rep.noise] + rep.attacks}
             full = [s for s in rep.attacks if not s.name.startswith("timed") and s.name != "fgsm"]
             worst = np.min([s.returns for s in full], axis=0)
@@ -79,12 +83,16 @@ def speed(args) -> None:
         returns = []
         for s in range(n):
             obs, _ = env.reset(seed=s)
-            total, done = 0.0, False
+            # the same per-episode random stream as the batched rollout (stream 0), so both
+            # loops take the same actions and do the same work
+            u = torch.rand(500, 4, generator=torch.Generator().manual_seed(s))
+            total, done, t = 0.0, False, 0
             while not done:
                 x = torch.from_numpy(obs)[None]
                 if attack is not None:
                     with torch.enable_grad():
-                        x = attack(policy, x, ball, torch.rand(1, 4)).obs_adv
+                        x = attack(policy, x, ball, u[t:t + 1]).obs_adv
+                t += 1
                 with torch.no_grad():
                     a = int(policy(x).argmax(1))
                 obs, r, term, trunc, _ = env.step(a)
@@ -92,8 +100,7 @@ def speed(args) -> None:
                 done = term or trunc
             returns.append(total)
         slow = time.perf_counter() - t0
-        if attack is None:
-            assert returns == stats.returns, "the batched rollout must equal gymnasium's"
+        assert returns == stats.returns, "the batched rollout must equal gymnasium's"
         out[label] = {"batched_eps_per_s": n / fast, "gym_loop_eps_per_s": n / slow, "speedup": slow / fast,
                       "episodes": n, "mean_return_batched": float(np.mean(stats.returns)),
                       "mean_return_loop": float(np.mean(returns))}
@@ -147,11 +154,12 @@ def main() -> None:
     p.add_argument("what", choices=["curves", "speed", "table"])
     p.add_argument("--models", default="cartpole-dqn,cartpole-ppo")
     p.add_argument("--model", default="cartpole-dqn")
+    p.add_argument("--scale-from", default=None, help="measure eps in this policy's state std")
     p.add_argument("--eps", default="0.1,0.2,0.3,0.4,0.5")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--pgd-episodes", type=int, default=10)
     p.add_argument("--speed-eps", type=float, default=0.5)
-    p.add_argument("--timed", type=float, default=0.2)
+    p.add_argument("--timed", default="0.2", help="thresholds of the timed attacks, e.g. 0.2,0.6")
     args = p.parse_args()
     torch.set_num_threads(1)
     {"curves": curves, "speed": speed, "table": table}[args.what](args)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from robustlab.attacks.policy import ObsAttack, ObsNoise, parse_policy_attack
 from robustlab.envs import make_batched
 from robustlab.envs.rollout import greedy_rollout
+from robustlab.evaluation.policy_store import PolicyRuns
 from robustlab.threats import LpBall, parse_threat
 from robustlab.threats.obs import StateBall
 
@@ -210,6 +211,8 @@ def evaluate_policy(policy: nn.Module, env: str = "CartPole-v1", threat: object 
     """
     if not isinstance(policy, nn.Module):
         raise TypeError(f"policy: expected an nn.Module, got {type(policy).__name__}")
+    if not isinstance(env, str):
+        raise TypeError(f"env: expected a gymnasium id such as 'CartPole-v1', got {type(env).__name__}")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes: expected an integer >= 1, got {episodes!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -226,8 +229,6 @@ def evaluate_policy(policy: nn.Module, env: str = "CartPole-v1", threat: object 
     policy.eval()
     try:
         ball = bind_scale(as_state_ball(threat), policy, env, seeds)
-        from robustlab.evaluation.policy_store import PolicyRuns
-
         config = {"kind": "policy", "env": env, "gymnasium": _gym_version(), "model": model_name or type(policy).__name__,
                   "model_hash": model_hash(policy), "threat": ball.spec(), "scale": list(ball.scale or ()),
                   "settings": [repr(a) for a in settings], "episodes": episodes, "seed": seed, "fast": fast}
