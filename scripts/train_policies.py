@@ -85,9 +85,8 @@ class Adversary:
     start - clean, PGD that flips the greedy action, or PGD towards action 0 / action 1 - and the
     agent acts on (and learns from) the observation it is shown."""
 
-    ATTACKS = (None, ObsPGD(steps=5), ObsPGD(steps=5, target=0), ObsPGD(steps=5, target=1))
-
-    def __init__(self, n: int, scale: torch.Tensor, seed: int) -> None:
+    def __init__(self, n: int, scale: torch.Tensor, seed: int, steps: int = 5) -> None:
+        self.ATTACKS = (None, ObsPGD(steps=steps), ObsPGD(steps=steps, target=0), ObsPGD(steps=steps, target=1))
         self.rng = np.random.default_rng(seed)
         self.scale = scale
         self.mode = self.rng.integers(0, len(self.ATTACKS), n)
@@ -107,6 +106,12 @@ class Adversary:
             with torch.enable_grad():
                 seen[sel] = attack(policy, obs[sel], ball, torch.rand(int(sel.sum()), 4)).obs_adv
         return seen
+
+
+def shaped(reward: torch.Tensor, next_obs: torch.Tensor, center: float) -> torch.Tensor:
+    """The training reward: the environment's, minus ``center * (x / 2.4)^2`` (robust recipe: a
+    policy that holds the cart near the middle has room to absorb a steady observation bias)."""
+    return reward - center * (next_obs[:, 0] / 2.4) ** 2 * (reward > 0)
 
 
 def pgd_return(policy, scale, eps, seeds=SELECT_SEEDS[:20]) -> float:
@@ -139,9 +144,9 @@ def train_dqn(args, init=None, scale=None):
     next_seed = 10_000_000 * (args.seed + 1)
     obs = env.reset(range(next_seed, next_seed + n_env)); next_seed += n_env
     best, best_state, t0 = -1.0, None, time.time()
-    robust_fn = (lambda p: pgd_return(p, scale, args.eps)) if args.robust else None
+    robust_fn = (lambda p: pgd_return(p, scale, args.select_eps or args.eps)) if args.robust else None
     explore = args.explore_steps if init is None else 1
-    adversary = Adversary(n_env, scale, args.seed) if args.robust else None
+    adversary = Adversary(n_env, scale, args.seed, args.attack_steps) if args.robust else None
     for it in range(1, args.iters + 1):
         steps_done = it * n_env
         ramp = min(1.0, it / (0.3 * args.iters))
@@ -154,7 +159,8 @@ def train_dqn(args, init=None, scale=None):
         obs2, rew, term, trunc = env.step(act)
         idx = torch.arange(ptr, ptr + n_env) % cap
         # robust: the agent learns the value of acting on what it was shown (targets from clean states)
-        buf_o[idx], buf_a[idx], buf_r[idx], buf_o2[idx], buf_d[idx] = seen, act, rew, obs2, term.float()
+        buf_o[idx], buf_a[idx], buf_r[idx], buf_o2[idx], buf_d[idx] = seen, act, shaped(rew, obs2, args.center), \
+            obs2, term.float()
         ptr = (ptr + n_env) % cap; size = min(size + n_env, cap)
         done = np.flatnonzero(env.done)
         if len(done) and adversary is not None:
@@ -209,8 +215,8 @@ def train_ppo(args, init=None, scale=None):
     next_seed = 10_000_000 * (args.seed + 1)
     obs = env.reset(range(next_seed, next_seed + n_env)); next_seed += n_env
     best, best_state, t0 = -1.0, None, time.time()
-    robust_fn = (lambda p: pgd_return(p, scale, args.eps)) if args.robust else None
-    adversary = Adversary(n_env, scale, args.seed) if args.robust else None
+    robust_fn = (lambda p: pgd_return(p, scale, args.select_eps or args.eps)) if args.robust else None
+    adversary = Adversary(n_env, scale, args.seed, args.attack_steps) if args.robust else None
     for it in range(1, args.iters + 1):
         frac = 1.0 - (it - 1) / args.iters
         ramp = min(1.0, it / (0.3 * args.iters))
@@ -228,7 +234,7 @@ def train_ppo(args, init=None, scale=None):
                 O[t], A[t], LP[t], V[t], S[t] = seen, a, dist.log_prob(a), vf(obs), obs
                 obs2, rew, term, trunc = env.step(a)
                 # a truncated episode is bootstrapped with the value of its last observation
-                R[t] = rew + args.gamma * vf(obs2) * trunc.float()
+                R[t] = shaped(rew, obs2, args.center) + args.gamma * vf(obs2) * trunc.float()
                 D[t] = (term | trunc).float()
                 done = np.flatnonzero(env.done)
                 if len(done) and adversary is not None:
@@ -273,8 +279,11 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--robust", action="store_true", help="fine-tune the vanilla policy with the SA-style hinge")
     p.add_argument("--eps", type=float, default=0.2, help="state-scaled Linf radius of the regulariser")
+    p.add_argument("--select-eps", type=float, default=None, help="eps of the selection attacks (default --eps)")
     p.add_argument("--kappa", type=float, default=1.0, help="weight of the regulariser")
     p.add_argument("--margin", type=float, default=1.0, help="margin the hinge asks of the greedy action")
+    p.add_argument("--center", type=float, default=0.0, help="reward shaping: minus CENTER * (x / 2.4)^2 per step")
+    p.add_argument("--attack-steps", type=int, default=5, help="PGD steps of the attacks in robust training rollouts")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
