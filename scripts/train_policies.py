@@ -146,7 +146,7 @@ def train_dqn(args, init=None, scale=None):
     best, best_state, t0 = -1.0, None, time.time()
     robust_fn = (lambda p: pgd_return(p, scale, args.select_eps or args.eps)) if args.robust else None
     explore = args.explore_steps if init is None else 1
-    adversary = Adversary(n_env, scale, args.seed, args.attack_steps) if args.robust else None
+    adversary = Adversary(n_env, scale, args.seed, args.attack_steps) if args.robust and args.attack_steps else None
     for it in range(1, args.iters + 1):
         steps_done = it * n_env
         ramp = min(1.0, it / (0.3 * args.iters))
@@ -216,7 +216,7 @@ def train_ppo(args, init=None, scale=None):
     obs = env.reset(range(next_seed, next_seed + n_env)); next_seed += n_env
     best, best_state, t0 = -1.0, None, time.time()
     robust_fn = (lambda p: pgd_return(p, scale, args.select_eps or args.eps)) if args.robust else None
-    adversary = Adversary(n_env, scale, args.seed, args.attack_steps) if args.robust else None
+    adversary = Adversary(n_env, scale, args.seed, args.attack_steps) if args.robust and args.attack_steps else None
     for it in range(1, args.iters + 1):
         frac = 1.0 - (it - 1) / args.iters
         ramp = min(1.0, it / (0.3 * args.iters))
@@ -283,7 +283,7 @@ def main(argv=None):
     p.add_argument("--kappa", type=float, default=1.0, help="weight of the regulariser")
     p.add_argument("--margin", type=float, default=1.0, help="margin the hinge asks of the greedy action")
     p.add_argument("--center", type=float, default=0.0, help="reward shaping: minus CENTER * (x / 2.4)^2 per step")
-    p.add_argument("--attack-steps", type=int, default=5, help="PGD steps of the attacks in robust training rollouts")
+    p.add_argument("--attack-steps", type=int, default=5, help="PGD steps of the attacks in robust training rollouts (0: clean rollouts)")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -320,7 +320,9 @@ def main(argv=None):
     returns, _ = greedy_rollout(policy, ENV, MEASURE_SEEDS)
     args.out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in policy.state_dict().items()}, str(args.out / f"{name}.safetensors"))
-    recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    root = Path(__file__).resolve().parents[1]
+    recipe = {k: (str(v.resolve().relative_to(root)) if isinstance(v, Path) and v.resolve().is_relative_to(root)
+                  else str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     card = {"name": name, "env": ENV, "gymnasium": __import__("gymnasium").__version__, "algorithm": args.algo,
             "robust": args.robust, "recipe": recipe, "seed": args.seed,
             "command": "python scripts/train_policies.py " + " ".join(sys.argv[1:] if argv is None else argv),
