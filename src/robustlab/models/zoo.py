@@ -26,6 +26,8 @@ ZOO: dict[str, ZooEntry] = {
     for e in [
         ZooEntry("mnist-cnn", "mnist_cnn", "mnist", "standard training (no defense)"),
         ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
+        ZooEntry("mnist-cnn-crownibp", "mnist_cnn_small", "mnist", "CROWN-IBP certified training, Linf eps 0.4",
+                 loader="robustlab.models.certified:load_certified", threat="linf:0.3"),
         # One line per shipped model; modalities and defenses name their own loader.
         ZooEntry("cartpole-dqn", "policy_mlp", "CartPole-v1", "DQN policy (double DQN, no defense)", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
         ZooEntry("cartpole-ppo", "policy_mlp", "CartPole-v1", "PPO policy (no defense)", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
