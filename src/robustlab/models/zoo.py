@@ -43,6 +43,10 @@ ZOO: dict[str, ZooEntry] = {
                  loader="robustlab.models.kws:load_kws", threat="db:-30"),
         ZooEntry("kws-cnn-at", "kws_cnn", "keywords", "keyword CNN, PGD adversarial training at db:-30",
                  loader="robustlab.models.kws:load_kws", threat="db:-30"),
+        ZooEntry("cartpole-dqn", "policy_mlp", "CartPole-v1", "DQN policy (double DQN, no defense)", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
+        ZooEntry("cartpole-ppo", "policy_mlp", "CartPole-v1", "PPO policy (no defense)", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
+        ZooEntry("cartpole-dqn-robust", "policy_mlp", "CartPole-v1", "DQN fine-tuned with an SA-style PGD hinge, state eps 0.6", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
+        ZooEntry("cartpole-ppo-robust", "policy_mlp", "CartPole-v1", "PPO fine-tuned with an SA-style PGD hinge, state eps 0.6", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
     ]
 }
 
