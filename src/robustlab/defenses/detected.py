@@ -41,9 +41,13 @@ class Detected(nn.Module):
         self.threshold = detector.threshold(self.fpr)  # raises if not fitted or fpr is bad
         self.scale = 1.0 / detector.spread()
 
-    def combine(self, logits: Tensor, score: Tensor) -> Tensor:
-        """(N, K + 1): the class logits and the reject logit (see the module doc)."""
-        reject = logits.max(dim=1).values + (score - self.threshold) * self.scale
+    def combine(self, logits: Tensor, score: Tensor, detach_max: bool = False) -> Tensor:
+        """(N, K + 1): the class logits and the reject logit (see the module doc). With
+        ``detach_max`` the reject logit's gradient comes from the detector score alone (the
+        values are the same): otherwise lowering it would also lower the attacker's own best
+        class logit, the two terms of the combined objective fighting each other."""
+        top = logits.max(dim=1).values
+        reject = (top.detach() if detach_max else top) + (score - self.threshold) * self.scale
         return torch.cat([logits, reject[:, None]], dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -56,7 +60,7 @@ class Detected(nn.Module):
 
     def attack_view(self) -> nn.Module:
         """Classifier (its own attack view) plus the differentiable detector score (BPDA)."""
-        return DetectedView(self)
+        return DetectedView(self).train(self.training)  # a new module starts in training mode
 
     def naive_view(self) -> nn.Module:
         inner = self.model
@@ -83,7 +87,31 @@ class DetectedView(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         d = self.defended
-        return d.combine(self.inner(x), d.detector.attack_score(d.model, x))
+        return d.combine(self.inner(x), d.detector.attack_score(d.model, x), detach_max=True)
 
 
-__all__ = ["Detected", "DetectedView"]
+class FoldReject(nn.Module):
+    """Adapter for attacks that do not read a reject column: K logits from a rejecting model's
+    K + 1 for one batch whose labels ``y`` (N,) are known, the true class taking
+    max(logit_y, reject). Margin losses and the success rule on these K logits are exactly the
+    reject-aware ones of ``attacks.losses``. Needs the whole batch in order (an attack with
+    ``early_stop=False``); any other batch size (an attack's one-sample probe) gets the class
+    logits only."""
+
+    def __init__(self, model: nn.Module, y: Tensor) -> None:
+        super().__init__()
+        if not getattr(model, "rejects", False):
+            raise ValueError("model: FoldReject needs a rejecting model (rejects = True)")
+        self.model, self.y = model, y
+        self.train(model.training)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        z, r = out[:, :-1], out[:, -1]
+        if x.shape[0] != self.y.shape[0]:
+            return z
+        idx = self.y[:, None].to(z.device)
+        return z.scatter(1, idx, torch.maximum(z.gather(1, idx).squeeze(1), r)[:, None])
+
+
+__all__ = ["Detected", "DetectedView", "FoldReject"]

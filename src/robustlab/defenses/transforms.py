@@ -89,7 +89,7 @@ class InputTransform(nn.Module):
 
     def attack_view(self) -> nn.Module:
         """The module gradient attacks should differentiate (BPDA and/or EOT, see the module doc)."""
-        return TransformView(self)
+        return TransformView(self).train(self.training)  # a new module starts in training mode
 
     def naive_view(self) -> nn.Module:
         """The bare classifier (innermost ``.model``): what a non-adaptive attack sees."""

@@ -27,6 +27,26 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("mnist-cnn", "mnist_cnn", "mnist", "standard training (no defense)"),
         ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
         # One line per shipped model; modalities and defenses name their own loader.
+        ZooEntry("mnist-cnn+squeeze", "mnist_cnn+squeeze", "mnist", "feature squeezing detector (1-bit depth, 2x2 median), 5% FPR", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn+mahalanobis", "mnist_cnn+mahalanobis", "mnist", "Mahalanobis detector on ReLU features, 5% FPR", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn+lid", "mnist_cnn+lid", "mnist", "LID detector (k=20, 300 clean references), 5% FPR", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn+binary", "mnist_cnn+binary", "mnist", "binary detector CNN (Metzen et al.), 5% FPR", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn+bitdepth", "mnist_cnn+bitdepth", "mnist", "1-bit depth reduction (BPDA view)", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn+median", "mnist_cnn+median", "mnist", "2x2 median filter", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn+jpeg", "mnist_cnn+jpeg", "mnist", "Pillow JPEG q75 (BPDA view)", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn+tv", "mnist_cnn+tv", "mnist", "TV minimisation, weight 0.1 (BPDA view)", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn+resizepad", "mnist_cnn+resizepad", "mnist", "random resize 24-28 + pad (EOT-10 view)", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn+noise", "mnist_cnn+noise", "mnist", "Gaussian noise sigma 0.3 (EOT-10 view)", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-at+squeeze", "mnist_cnn+squeeze", "mnist", "feature squeezing detector (1-bit depth, 2x2 median), 5% FPR", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-at+mahalanobis", "mnist_cnn+mahalanobis", "mnist", "Mahalanobis detector on ReLU features, 5% FPR", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-at+lid", "mnist_cnn+lid", "mnist", "LID detector (k=20, 300 clean references), 5% FPR", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-at+binary", "mnist_cnn+binary", "mnist", "binary detector CNN (Metzen et al.), 5% FPR", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-at+bitdepth", "mnist_cnn+bitdepth", "mnist", "1-bit depth reduction (BPDA view)", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-at+median", "mnist_cnn+median", "mnist", "2x2 median filter", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-at+jpeg", "mnist_cnn+jpeg", "mnist", "Pillow JPEG q75 (BPDA view)", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-at+tv", "mnist_cnn+tv", "mnist", "TV minimisation, weight 0.1 (BPDA view)", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-at+resizepad", "mnist_cnn+resizepad", "mnist", "random resize 24-28 + pad (EOT-10 view)", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-at+noise", "mnist_cnn+noise", "mnist", "Gaussian noise sigma 0.3 (EOT-10 view)", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
     ]
 }
 
