@@ -5,12 +5,12 @@
     defended.attack_view()    # the same logits, differentiable through the detector (BPDA)
     defended.naive_view()     # the bare classifier: a non-adaptive attack does not see the detector
 
-The reject logit is ``max_j z_j + (s(x) - t) / spread``: above every class logit exactly when
-the detector's score ``s`` exceeds its threshold ``t`` (set at ``fpr`` on held-out clean
-data). An attack on the view with the reject-aware losses of ``attacks.losses`` (the model says
+The reject logit is ``max_j z_j + (s(x) - t) / (t - m)``: above every class logit exactly when
+the detector's score ``s`` exceeds its threshold ``t`` (set at ``fpr`` on held-out clean data;
+``m`` is the median clean score, so a typical clean point sits one logit below the top class). An attack on the view with the reject-aware losses of ``attacks.losses`` (the model says
 ``rejects = True``) must then raise a wrong class above the true one and keep the detector
 quiet at once: Carlini & Wagner 2017's combined objective, with the detector score scaled by the
-spread of clean scores so neither term swamps the other.
+gap between typical clean scores and the threshold so neither term swamps the other.
 """
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ class Detected(nn.Module):
         self.detector = detector
         self.fpr = float(fpr)
         self.threshold = detector.threshold(self.fpr)  # raises if not fitted or fpr is bad
-        self.scale = 1.0 / detector.spread()
+        self.scale = 1.0 / detector.spread(self.fpr)
+        self.train(model.training)
 
     def combine(self, logits: Tensor, score: Tensor, detach_max: bool = False) -> Tensor:
         """(N, K + 1): the class logits and the reject logit (see the module doc). With

@@ -77,12 +77,23 @@ class Detector(nn.Module):
             x_calib, keep = x_clean[perm[:n_cal]], perm[n_cal:]
             x_clean = x_clean[keep]
             y_clean = None if y_clean is None else y_clean[keep]
-        else:
-            check_inputs(x_calib, name_x="x_calib")
         was = model.training
         model.eval()
         try:
             self._fit(model, x_clean, y_clean, seed)
+        finally:
+            model.train(was)
+        return self.calibrate(model, x_calib)
+
+    def calibrate(self, model: nn.Module, x_calib: Tensor) -> "Detector":
+        """Keep the sorted scores of held-out clean points ``x_calib`` (N, C, H, W) for
+        ``threshold``. They should be points the classifier was not trained on: its training
+        points score lower, and a threshold set on them lets through more false positives on
+        new data (on MNIST, 8.6% instead of 5%). Returns self."""
+        check_inputs(x_calib, name_x="x_calib")
+        was = model.training
+        model.eval()
+        try:
             with torch.no_grad():
                 self.calib_scores = _batched(lambda b: self.score(model, b), x_calib).sort().values
         finally:
@@ -111,11 +122,12 @@ class Detector(nn.Module):
         idx = min(n - 1, max(0, math.ceil((1.0 - fpr) * n) - 1))
         return float(self.calib_scores[idx])
 
-    def spread(self) -> float:
-        """A scale of clean scores (inter-quartile range of the calibration scores, > 0)."""
+    def spread(self, fpr: float) -> float:
+        """The gap between ``threshold(fpr)`` and the median clean score (> 0): the unit in which
+        ``Detected`` measures how far a score is from the threshold."""
         s = self.calib_scores
-        iqr = float(s[int(0.75 * (s.numel() - 1))] - s[int(0.25 * (s.numel() - 1))])
-        return iqr if iqr > 0 else max(float(s.abs().max()), 1e-6)
+        gap = self.threshold(fpr) - float(s[(s.numel() - 1) // 2])
+        return gap if gap > 0 else max(abs(self.threshold(fpr)), 1e-6)
 
     def spec(self) -> str:
         return self.name

@@ -56,6 +56,7 @@ class InputTransform(nn.Module):
         self.model = model
         self.eot_samples = eot_samples if self.random else 1
         self.seed = seed
+        self.train(getattr(model, "training", False))  # a new module starts in training mode; follow the model
 
     # -- what subclasses define ------------------------------------------------------------
     def transform(self, x: Tensor, gens: list[torch.Generator] | None) -> Tensor:

@@ -1,7 +1,7 @@
 """Shipped defended configurations: ``<base>+<defense>`` in the model zoo.
 
     rl.models.load("mnist-cnn+squeeze")      # Detected(mnist-cnn, FeatureSqueezing, fpr=0.05)
-    rl.models.load("mnist-cnn-at+jpeg")      # JPEG(mnist-cnn-at, quality=75)
+    rl.models.load("mnist-cnn-at+jpeg")      # JPEG(mnist-cnn-at, quality=50)
 
 ``load_defended`` is the zoo loader of these entries: it loads the base model by name and wraps
 it. Detector statistics live in ``models/weights/<name>.safetensors`` with a card beside them,
@@ -22,7 +22,7 @@ FPR = 0.05
 TRANSFORMS: dict[str, Callable[[nn.Module], nn.Module]] = {
     "bitdepth": lambda m: BitDepth(m, 1),
     "median": lambda m: MedianFilter(m, 2),
-    "jpeg": lambda m: JPEG(m, 75),
+    "jpeg": lambda m: JPEG(m, 50),
     "tv": lambda m: TVDenoise(m, weight=0.1, iters=30),
     "resizepad": lambda m: RandomResizePad(m, min_size=24, eot_samples=10),
     "noise": lambda m: GaussianNoise(m, 0.3, eot_samples=10),
