@@ -15,11 +15,10 @@ import warnings
 from typing import Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustlab.attacks.losses import attack_loss, is_success, margin_loss  # noqa: F401 (the one success rule)
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall
 from robustlab.validation import check_inputs, check_labels_in_range, check_model, probe_model
 
 
@@ -109,37 +108,11 @@ def prepare(model: object, x: Tensor, y: Tensor, target: Tensor | None) -> int:
     if target is not None:
         check_inputs(x, target, name_y="target")
     with ModelGuard(model, warn=False):  # the probe must not touch BatchNorm statistics
-        n_classes = probe_model(model, x[:1])
+        n_classes = probe_model(model, x[:2])
     check_labels_in_range(y, n_classes)
     if target is not None:
         check_labels_in_range(target, n_classes, "target")
     return n_classes
-
-
-def is_success(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-    """(N,) bool: misclassified (untargeted) or classified as ``target`` (targeted)."""
-    pred = logits.argmax(dim=1)
-    return pred == target if target is not None else pred != y
-
-
-def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
-    """Best other logit minus the logit of ``y``, per sample (> 0 means misclassified)."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
-    return other - true
-
-
-def attack_loss(name: str, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-    """Per-sample loss the attacker ascends. ``name``: "ce" (cross-entropy) or "margin" (C&W)."""
-    if name == "ce":
-        if target is None:
-            return F.cross_entropy(logits, y, reduction="none")
-        return -F.cross_entropy(logits, target, reduction="none")
-    if name == "margin":
-        if target is None:
-            return margin_loss(logits, y)
-        return -margin_loss(logits, target)
-    raise ValueError(f"loss: expected 'ce' or 'margin', got {name!r}")
 
 
 def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
@@ -152,7 +125,7 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
 
 
 def finish(
-    threat: LpBall,
+    threat: object,
     x: Tensor,
     x_adv: Tensor,
     success: Tensor,
@@ -165,7 +138,7 @@ def finish(
     return AttackResult(
         x_adv=x_adv,
         success=success.detach().clone(),
-        distance=threat.distance(x_adv, x).detach(),
+        distance=threat.distance(x_adv, x).detach(),  # type: ignore[attr-defined]
         forward_calls=counter.forward,
         backward_calls=counter.backward,
         queries=queries,
