@@ -12,24 +12,6 @@ import robustlab as rl
 from robustlab.attacks import PGD
 from robustlab.defenses import DetectionSummary
 from robustlab.report.defense_section import render_defense_section
-from robustlab.results import AttackSummary, EvalReport
-
-
-def _report(deployed, attacked, x, y, threat) -> EvalReport:
-    """An EvalReport of one PGD run on ``attacked``, every point judged by ``deployed``."""
-    res = PGD(threat, steps=10, seed=0)(attacked, x, y)
-    with torch.no_grad():
-        clean = deployed(x).argmax(1) == y
-        robust = clean & (deployed(res.x_adv).argmax(1) == y)
-    n = len(y)
-    row = AttackSummary("PGD-10", float(robust.float().mean()), int((clean & ~robust).sum()), int(clean.sum()),
-                        res.forward_calls, res.backward_calls, 0.0)
-    broken_by = torch.where(robust, -1, 0)
-    broken_by[~clean] = -2
-    return EvalReport(n=n, threat=threat.spec(), clean_accuracy=float(clean.float().mean()),
-                      robust_accuracy=row.robust_accuracy, attacks=[row], clean_correct=clean, robust=robust,
-                      broken_by=broken_by, distance=res.distance, forward_calls=res.forward_calls,
-                      backward_calls=res.backward_calls, seconds=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +19,9 @@ def jpeg_reports():
     x, y = rl.data.load("mnist", "test", n=32)
     defended = rl.models.load("mnist-cnn+jpeg")
     threat = rl.LpBall("linf", 0.3)
-    naive = _report(defended, defended.naive_view(), x, y, threat)
-    adaptive = _report(defended, defended.attack_view(), x, y, threat)
+    attacks = [PGD(threat, steps=10, seed=0)]
+    naive = rl.evaluate(defended, x, y, threat, attacks, view="naive", diagnostics=False)
+    adaptive = rl.evaluate(defended, x, y, threat, attacks, diagnostics=False)
     return defended, naive, adaptive
 
 
