@@ -42,13 +42,16 @@ class Detected(nn.Module):
         self.scale = 1.0 / detector.spread(self.fpr)
         self.train(model.training)
 
-    def combine(self, logits: Tensor, score: Tensor, detach_max: bool = False) -> Tensor:
-        """(N, K + 1): the class logits and the reject logit (see the module doc). With
-        ``detach_max`` the reject logit's gradient comes from the detector score alone (the
-        values are the same): otherwise lowering it would also lower the attacker's own best
-        class logit, the two terms of the combined objective fighting each other."""
-        top = logits.max(dim=1).values
-        reject = (top.detach() if detach_max else top) + (score - self.threshold) * self.scale
+    def combine(self, logits: Tensor, score: Tensor) -> Tensor:
+        """(N, K + 1): the class logits and the reject logit (see the module doc).
+
+        The reject logit keeps the gradient of the top class logit: with the reject-aware margin
+        of ``attacks.losses`` an attacker then gets, near the threshold, the gradient of both
+        terms of C&W 2017's combined objective (raise the wrong class over the true one, lower
+        the score), and once misclassified and detected the class terms cancel and only the
+        score is lowered. (Detaching it was measured weaker: on 40 points, PGD-40-margin left
+        85% of ``mnist-cnn+binary`` robust against 52.5%, 22.5% of ``+mahalanobis`` against 12.5%.)"""
+        reject = logits.max(dim=1).values + (score - self.threshold) * self.scale
         return torch.cat([logits, reject[:, None]], dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -88,7 +91,7 @@ class DetectedView(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         d = self.defended
-        return d.combine(self.inner(x), d.detector.attack_score(d.model, x), detach_max=True)
+        return d.combine(self.inner(x), d.detector.attack_score(d.model, x))
 
 
 class FoldReject(nn.Module):
