@@ -92,3 +92,4 @@ def load(name: str, split: str = "test", n: int | None = None, start: int = 0) -
 
 
 __all__ = ["load", "names", "info", "DatasetInfo", "register_dataset"]
+register_dataset("fashion-mnist", "robustlab.data.fashion_mnist")
