@@ -101,7 +101,19 @@ def main(argv=None) -> None:
     ap.add_argument("--standard", action="store_true", help="also the default evaluate(attacks='standard')")
     ap.add_argument("--audit", action="store_true", help="also the self-audit of each fast run")
     ap.add_argument("--save", default=None, help="write everything (per-point flags included) to this JSON")
+    ap.add_argument("--report", nargs="+", default=None,
+                    help="only print the tables from JSON files written by --save (e.g. one per seed)")
     args = ap.parse_args(argv)
+    if args.report:
+        runs = {}
+        for path in args.report:
+            saved = json.load(open(path))
+            print(f"from {path}: {saved['command']}")
+            for s, r in saved["runs"].items():
+                runs[int(s)] = {k: dict(v, robust=torch.tensor(v["robust"])) if "robust" in v else v
+                                for k, v in r.items()}
+        report(dict(sorted(runs.items())), None)
+        return
     torch.set_num_threads(args.threads)
     threat = rl.parse_threat(args.threat) if hasattr(rl, "parse_threat") else rl.LpBall.parse(args.threat)
     x, y = rl.data.load(args.dataset, split="test", n=args.n)

@@ -1,6 +1,6 @@
 """Train the shipped adversarially trained Fashion-MNIST model, reproducibly from a seed.
 
-    python scripts/train_fashion_at.py [--threads 1] [--epochs 4]
+    python scripts/train_fashion_at.py [--threads 1] [--epochs 3]
 
 PGD adversarial training (Madry et al. 2018) at Linf 0.1 on Fashion-MNIST (Debian's
 ``dataset-fashion-mnist``, read by ``robustlab.data.fashion_mnist``), architecture ``mnist_cnn``.
@@ -24,7 +24,7 @@ from robustlab.defenses.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "fashion-cnn-at"
-CONFIG = TrainConfig(epochs=4, eps=0.1, eps_ramp_epochs=1.0, pgd_steps=5, seed=0)
+CONFIG = TrainConfig(epochs=3, eps=0.1, eps_ramp_epochs=1.0, pgd_steps=5, seed=0)
 
 
 def main() -> None:

@@ -103,7 +103,7 @@ class FastEval:
     extra_runs: int = 1
     shrink_tol: float = 0.05
     reject_margin: float = 0.5
-    square_margin: float = 0.25
+    square_margin: float = 0.3
     square_queries: int = 5000
     seed: int | None = 0
     on_stage: Callable[[StageStats], None] | None = None
