@@ -26,6 +26,8 @@ ZOO: dict[str, ZooEntry] = {
     for e in [
         ZooEntry("mnist-cnn", "mnist_cnn", "mnist", "standard training (no defense)"),
         ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
+        ZooEntry("fashion-cnn-at", "mnist_cnn", "fashion-mnist", "PGD adversarial training, Linf eps 0.1 (3 epochs)",
+                 threat="linf:0.1"),
         # One line per shipped model; modalities and defenses name their own loader.
     ]
 }
