@@ -41,12 +41,13 @@ from autoattack_compare import CountingModel, run_torchattacks  # noqa: E402
 
 def run_fast(model: CountingModel, x, y, threat, seed: int, batch_size: int) -> dict:
     model.reset()
+    c0 = time.process_time()
     t0 = time.time()
     rep = rl.evaluate(model, x, y, threat, attacks=build_fast(threat, seed=seed), batch_size=batch_size, seed=seed,
                       diagnostics=False)
     wall = time.time() - t0
     return {"robust_acc": rep.robust_accuracy, "clean_acc": rep.clean_accuracy, "forward": model.forward_calls,
-            "backward": model.backward_calls, "wall": wall, "robust": rep.robust.cpu()}
+            "backward": model.backward_calls, "wall": wall, "cpu": time.process_time() - c0, "robust": rep.robust.cpu()}
 
 
 def run_standard_default(model: CountingModel, x, y, threat, seed: int, batch_size: int) -> dict:
@@ -122,6 +123,8 @@ def main(argv=None) -> None:
     cmd = "python benchmarks/fast_vs_autoattack.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"# fast vs AutoAttack: {args.model}, {threat}, first {args.n} {args.dataset} test points\n")
     print(f"command: {cmd}")
+    print("wall s is elapsed time; cpu s is this process's CPU time (1 thread), the fairer figure on a "
+          "machine shared with other jobs")
     print(f"machine: {platform.platform()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f} at start (shared machine)\n", flush=True)
     runs: dict[int, dict[str, dict]] = {}
@@ -134,7 +137,9 @@ def main(argv=None) -> None:
             res["audit"] = run_audit(model, x, y, threat, res["fast"]["robust"], seed)
             print(f"seed {seed}: audit {res['audit']}", flush=True)
         if args.aa:
+            c0 = time.process_time()
             res["torchattacks"] = run_torchattacks(model, x, y, threat, args.batch_size, seed)
+            res["torchattacks"]["cpu"] = time.process_time() - c0
             print(f"seed {seed}: torchattacks {res['torchattacks']['robust_acc']:.2%} "
                   f"{_passes(res['torchattacks']):,} passes {res['torchattacks']['wall']:.0f} s", flush=True)
         elif args.theirs:
@@ -171,6 +176,8 @@ def report(runs: dict[int, dict[str, dict]], threat) -> None:
         if same_run:
             wr.append(w)
         wtxt = f"{w:.3f}" if same_run else f"({w:.3f}, saved run)"
+        if "cpu" in f and "cpu" in a:
+            wtxt += f"; cpu {f['cpu']:.0f} s vs {a['cpu']:.0f} s = {f['cpu'] / max(a['cpu'], 1e-9):.3f}"
         print(f"| {seed} | {a['robust_acc']:.2%} | {f['robust_acc']:.2%} | {d:+.1f} pp | {_passes(a):,} | "
               f"{_passes(f):,} | {p:.3f} | {a['wall']:.0f} | {f['wall']:.0f} | {wtxt} |")
     if diffs:
