@@ -6,7 +6,6 @@ import subprocess
 from importlib.resources import files
 
 import pytest
-import torch
 
 import robustlab as rl
 from robustlab.attacks import PGD

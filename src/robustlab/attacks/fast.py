@@ -45,7 +45,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.apgd import _random_start, apgd_run
+from robustlab.attacks.apgd_run import apgd_run
+from robustlab.threats.lp import sphere_start as _random_start
 from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, prepare
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_lp

@@ -85,11 +85,19 @@ ATTACKS: list[Entry] = [
           lambda m, t: ensemble("plus", t), ensemble=True),
     Entry("rand", r"rand", LP, "AutoAttack for randomized models: APGD-CE/DLR with EOT-20",
           lambda m, t: ensemble("rand", t), ensemble=True),
+    Entry("fast", r"fast", ("linf", "l2"), "AutoAttack-strength evaluation on an adaptive budget, one row, "
+          "self-audited by standard on 5% of its robust points (attacks/fast.py)", lambda m, t: _fast(t)),
     Entry("{textfooler,pwws,deepwordbug,genetic}-like[-Q], filter-evasion[-Q], wordnet-greedy[-Q]",
           r"(?P<name>textfooler-like|pwws-like|deepwordbug-like|genetic-like|filter-evasion|wordnet-greedy)" + _Q,
           ("words",), "text attacks (docs/text.md): goal + transformation + constraints + search, Q queries per sentence",
           lambda m, t: _text_recipe(m["name"], t, _queries(m, 0) or None)),
 ]
+
+
+def _fast(threat: object) -> list[object]:
+    from robustlab.attacks.fast import build_fast
+
+    return build_fast(threat)  # type: ignore[arg-type]
 
 
 def _text_recipe(name: str, threat: object, max_queries: int | None) -> object:

@@ -7,7 +7,6 @@ This is the optional extra ``robustlab[text]`` (transformers + all-minilm-l6-v2-
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
