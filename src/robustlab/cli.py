@@ -121,11 +121,39 @@ def evaluate(
     ray: Optional[str] = typer.Option(None, "--ray", help="Address of a running Ray cluster to shard over (e.g. auto, ray://host:10001)"),
     access: str = typer.Option("white", "--access", help="What the attacks may see: white (the nn.Module), score or label. "
                                "An http(s):// --model (a JSON endpoint, see `robustlab serve`) needs score or label"),
+    env: Optional[str] = typer.Option(None, "--env", help="A gymnasium id (CartPole-v1): evaluate a policy over seeded "
+                                      "episodes instead of a classifier over data points (--threat linf:EPS or "
+                                      "state:EPS is then in standard deviations of each observation)"),
+    episodes: int = typer.Option(100, help="Episodes for --env (episode i starts from reset(seed=SEED+i))"),
+    min_return: Optional[float] = typer.Option(None, "--min-return", help="Gate for --env: exit 1 when the worst "
+                                               "attack's mean return is below this"),
     precision: str = typer.Option("fp32", "--precision", help="Precision the attacks search in: fp32, bf16 or fp16 "
                                   "(autocast, ~2x faster where supported); success is always decided in full precision"),
 ) -> None:
-    """Clean and robust accuracy of a model; every per-sample outcome goes to the store."""
+    """Clean and robust accuracy of a model; every per-sample outcome goes to the store.
+
+    With --env, the return of a policy under observation attacks, per episode."""
     import robustlab as rl
+
+    if env is not None:
+        if not model:
+            fail("model: --env needs --model (a shipped policy such as cartpole-dqn, or a builder file)")
+        if episodes < 1:
+            fail(f"episodes: expected a positive number, got {episodes}")
+        from robustlab.evaluation.policy_cli import run_policy_evaluation
+
+        thr = threat
+        if ctx.get_parameter_source("threat").name != "COMMANDLINE":  # the zoo entry's own budget
+            from robustlab.models.zoo import ZOO
+
+            thr = (ZOO[model].threat if model in ZOO and ZOO[model].threat else threat)
+        try:
+            code = run_policy_evaluation(console, env, model, thr, attacks, episodes=episodes, seed=seed,
+                                         store=store, min_return=min_return)
+        except (ValueError, TypeError) as e:
+            fail(str(e))
+            return
+        raise typer.Exit(code)
     from robustlab.evaluation.config import EvalConfig, default_config_path, load_config, save_config as write_config
     from robustlab.validation import probe_model
 
