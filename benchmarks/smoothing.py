@@ -105,7 +105,8 @@ def main() -> None:
             "protocol": f"CERTIFY n0={args.n0} n={args.n} alpha={args.alpha} seed={args.seed}+index",
             "by_radius_percent": {str(r): round(v, 2) for r, v in cur.items()},
             "seconds_per_point": round(secs / len(rows), 2),
-            "command": f"python benchmarks/smoothing.py {args.name} --points {args.points} --n {args.n} --card",
+            "command": f"python benchmarks/smoothing.py {args.name} --points {args.points} --n {args.n}"
+                       + (" --report-only" if args.report_only else "") + " --card",
         }
         path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
 
