@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from scipy.stats import beta
 
 import robustlab as rl
 from robustlab.certify.smoothing import Smoothed
@@ -92,11 +93,16 @@ def main() -> None:
     abstain = sum(r["prediction"] == -1 for r in rows)
     print(f"{args.name}: sigma {sigma}, first {len(rows)} MNIST test points, n0 {args.n0}, n {args.n}, "
           f"alpha {args.alpha}; {secs / len(rows):.1f} s per point, {abstain} abstained")
-    print("| radius | certified accuracy % | anchor (Cohen et al., LeNet) | ours - anchor (pp) |")
-    print("|---|---|---|---|")
+    print("| radius | certified accuracy % | 95% interval (Clopper-Pearson, over points) "
+          "| anchor (Cohen et al., LeNet) | ours - anchor (pp) |")
+    print("|---|---|---|---|---|")
     for r in RADII:
         a = anchors.get(r)
-        print(f"| {r} | {cur[r]:.1f} | {a if a is not None else ''} | {'' if a is None else f'{cur[r] - a:+.1f}'} |")
+        k, m = round(cur[r] * len(rows) / 100), len(rows)
+        lo = 100 * beta.ppf(0.025, k, m - k + 1) if k > 0 else 0.0
+        hi = 100 * beta.ppf(0.975, k + 1, m - k) if k < m else 100.0
+        print(f"| {r} | {cur[r]:.1f} | {lo:.1f} - {hi:.1f} | {a if a is not None else ''} "
+              f"| {'' if a is None else f'{cur[r] - a:+.1f}'} |")
     if args.card:
         path = ROOT / "src" / "robustlab" / "models" / "weights" / f"{args.name}.json"
         card = json.loads(path.read_text())
@@ -105,7 +111,8 @@ def main() -> None:
             "protocol": f"CERTIFY n0={args.n0} n={args.n} alpha={args.alpha} seed={args.seed}+index",
             "by_radius_percent": {str(r): round(v, 2) for r, v in cur.items()},
             "seconds_per_point": round(secs / len(rows), 2),
-            "command": f"python benchmarks/smoothing.py {args.name} --points {args.points} --n {args.n} --card",
+            "command": f"python benchmarks/smoothing.py {args.name} --points {args.points} --n {args.n}"
+                       + (" --report-only" if args.report_only else "") + " --card",
         }
         path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
 
