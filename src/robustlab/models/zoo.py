@@ -31,8 +31,8 @@ ZOO: dict[str, ZooEntry] = {
         # One line per shipped model; modalities and defenses name their own loader.
         ZooEntry("cartpole-dqn", "policy_mlp", "CartPole-v1", "DQN policy (double DQN, no defense)", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
         ZooEntry("cartpole-ppo", "policy_mlp", "CartPole-v1", "PPO policy (no defense)", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
-        ZooEntry("cartpole-dqn-robust", "policy_mlp", "CartPole-v1", "DQN fine-tuned with an SA-style PGD hinge, state eps 0.6", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
-        ZooEntry("cartpole-ppo-robust", "policy_mlp", "CartPole-v1", "PPO fine-tuned with an SA-style PGD hinge, state eps 0.6", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
+        ZooEntry("cartpole-dqn-robust", "policy_mlp", "CartPole-v1", "DQN fine-tuned: SA-style hinge at PGD points (state eps 0.5) + centring reward", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
+        ZooEntry("cartpole-ppo-robust", "policy_mlp", "CartPole-v1", "PPO fine-tuned: SA-style hinge at PGD points (state eps 0.5) + centring reward", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
     ]
 }
 
