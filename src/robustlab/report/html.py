@@ -191,7 +191,14 @@ def write_report(store: str | Path, run: str, out: str | Path) -> Path:
     out = Path(out)
     if not out.parent.exists():
         raise ValueError(f"out: folder {str(out.parent)!r} does not exist")
-    page = render_report(load_run(store, run))
+    return write_page(out, render_report(load_run(store, run)))
+
+
+def write_page(out: Path, page: str) -> Path:
+    """Write ``page`` to ``out`` atomically (a temporary file, then a rename); a ValueError
+    naming ``out`` when the folder is missing or not writable."""
+    if not out.parent.exists():
+        raise ValueError(f"out: folder {str(out.parent)!r} does not exist")
     tmp = out.with_name(out.name + ".tmp")
     try:
         tmp.write_text(page, encoding="utf-8")
@@ -201,4 +208,4 @@ def write_report(store: str | Path, run: str, out: str | Path) -> Path:
     return out
 
 
-__all__ = ["load_run", "render_report", "write_report", "environment", "RunData", "data_label", "model_label"]
+__all__ = ["load_run", "render_report", "write_report", "write_page", "environment", "RunData", "data_label", "model_label"]
