@@ -29,8 +29,8 @@ ZOO: dict[str, ZooEntry] = {
         # One line per shipped model; modalities and defenses name their own loader.
         ZooEntry("kws-cnn", "kws_cnn", "keywords", "keyword CNN on in-model log-mel, standard training",
                  loader="robustlab.models.kws:load_kws", threat="db:-30"),
-        ZooEntry("kws-cnn-at", "kws_cnn", "keywords", "keyword CNN, PGD adversarial training at db:-30",
-                 loader="robustlab.models.kws:load_kws", threat="db:-30"),
+        ZooEntry("kws-cnn-at", "kws_cnn", "keywords", "keyword CNN, fast adversarial training at db:-40 (fine-tuned)",
+                 loader="robustlab.models.kws:load_kws", threat="db:-40"),
     ]
 }
 
