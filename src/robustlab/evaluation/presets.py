@@ -32,19 +32,13 @@ in the same way inside one call (one row).
 """
 from __future__ import annotations
 
-import dataclasses
-import re
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from robustlab.attacks.apgd import APGD, APGDT
 from robustlab.attacks.base import Attack
-from robustlab.attacks.cw import CarliniWagner
-from robustlab.attacks.deepfool import DeepFool
 from robustlab.attacks.fab import FAB
-from robustlab.attacks.gradient import FGSM, PGD
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_lp
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +24,12 @@ from torch import Tensor, nn
 from robustlab.attacks.base import Attack, ModelGuard
 from robustlab.attacks.gradient import PGD
 from robustlab.attacks.losses import rejects
-from robustlab.attacks.sequence import attack_name, run_in_order, with_seed
+from robustlab.attacks.sequence import attack_name, with_seed
 from robustlab.batch import Inputs, count, data_hash, take
 from robustlab.certify.base import certifier_name
+from robustlab.evaluation.batch import BatchOutcome, UnsoundCertificate, commit_batch, run_batch  # noqa: F401
 from robustlab.evaluation.store import Store
-from robustlab.models.access import n_classes_of, predict
+from robustlab.models.access import n_classes_of
 from robustlab.models.precision import check_precision, with_precision
 from robustlab.models.views import attack_view_of, model_spec
 from robustlab.results import AttackSummary, CertSummary, EvalReport
@@ -41,11 +40,6 @@ CODE_VERSION = "0.1.0"
 VIEWS = ("adaptive", "naive")
 
 ProgressFn = Callable[[int, int], None]  # (points done, points total)
-
-
-class UnsoundCertificate(RuntimeError):
-    """An attack broke a point a certifier had certified: the certifier (or the threat's
-    ``admits``) is wrong. Never reported as a number."""
 
 
 class EvaluationFailed(RuntimeError):
@@ -132,100 +126,6 @@ def run_identity(model: object, x: Inputs, y: Tensor, threat: object, attacks: S
     return run_id, config, model_hash, data_sha
 
 
-@dataclass
-class BatchOutcome:
-    """One batch's per-sample outcomes and costs, as committed to the store."""
-
-    start: int
-    labels: Tensor
-    clean_correct: Tensor
-    robust: Tensor
-    broken_by: Tensor
-    distance: Tensor
-    adv_pred: Tensor
-    attack_costs: list[tuple]  # per attack: (attacked, broken, forward, backward, seconds)
-    cert_rows: list[tuple]  # (idx, certifier, certified, radius, bound, prediction)
-    cert_costs: list[tuple]  # per certifier: (certifier, attempted, certified, forward, seconds)
-    certified: Tensor | None
-    examples: list[tuple]  # (idx, attack, adv_pred, payload)
-    extra_forward: int
-    seconds: float = 0.0
-
-
-def _payload(x_adv: Inputs, i: int) -> bytes:
-    if isinstance(x_adv, Tensor):
-        from safetensors.torch import save
-
-        return save({"x": x_adv[i].detach().cpu().contiguous().float()})
-    return json.dumps(x_adv[i]).encode("utf-8")
-
-
-def _reseed(model: object, seed: int) -> None:
-    """Random defenses draw from a generator seeded per batch (``reseed(seed)``), so a batch's
-    outcome does not depend on which process or shard ran it."""
-    fn = getattr(model, "reseed", None)
-    if callable(fn):
-        fn(seed)
-
-
-def run_batch(model: object, attack_model: object, x: Inputs, y: Tensor, threat: object, attacks: list,
-              certifiers: list, seed: int, start: int = 0, examples: int = 8) -> BatchOutcome:
-    """Clean pass, certifiers, then each attack on the clean-correct unbroken points.
-
-    ``model`` judges (clean accuracy, every returned point); ``attack_model`` is what the attacks
-    query. ``examples``: how many broken points of the batch keep their adversarial input for the
-    report's gallery."""
-    t_batch = time.time()
-    nb = count(x)
-    _reseed(model, seed)
-    if attack_model is not model:
-        _reseed(attack_model, seed)
-    clean_pred = predict(model, x).to(y.device)
-    clean_correct = clean_pred == y
-    cert_rows: list[tuple] = []
-    cert_costs: list[tuple] = []
-    certified = None
-    if certifiers:
-        certified = torch.zeros(nb, dtype=torch.bool, device=y.device)
-        for k, cert in enumerate(certifiers):
-            t0 = time.time()
-            res = cert(model, x, y, threat)
-            ok = res.certified.to(y.device).bool() & clean_correct & (res.prediction.to(y.device) == y)
-            new = ok & ~certified
-            certified |= ok
-            for i in range(nb):
-                cert_rows.append((start + i, k, int(ok[i]), float(res.radius[i]),
-                                  None if res.bound is None else float(res.bound[i]), int(res.prediction[i])))
-            cert_costs.append((k, nb, int(new.sum()), int(res.forward_calls), time.time() - t0))
-    seq = run_in_order(attacks, attack_model, model, x, y, threat, seed, active=clean_correct.clone(),
-                       keep_points=examples > 0)
-    if certified is not None and bool((certified & (seq.broken_by >= 0)).any()):
-        bad = (certified & (seq.broken_by >= 0)).nonzero().squeeze(1) + start
-        raise UnsoundCertificate(f"certifiers: points {bad.tolist()[:10]} were certified and then broken by "
-                                 f"{attack_name(attacks[int(seq.broken_by[bad[0] - start])])}: a certificate is wrong")
-    broken_by = torch.where(clean_correct, seq.broken_by, torch.full_like(seq.broken_by, -2))
-    distance = torch.where(clean_correct, seq.distance, torch.zeros_like(seq.distance))
-    adv_pred = torch.where(clean_correct, seq.adv_pred, clean_pred)
-    rows: list[tuple] = []
-    for j, (b, pts) in enumerate(seq.x_adv):
-        if pts is None:
-            continue
-        for k in range(min(int(b.numel()), examples - len(rows))):
-            rows.append((start + int(b[k]), j, int(seq.adv_pred[b[k]]), _payload(pts, k)))
-    return BatchOutcome(start, y, clean_correct, clean_correct & (seq.broken_by < 0), broken_by, distance,
-                        adv_pred, [c.row() for c in seq.costs], cert_rows, cert_costs, certified, rows,
-                        nb + seq.judge_forward, time.time() - t_batch)
-
-
-def commit_batch(db: Store, run_id: str, b: BatchOutcome) -> None:
-    """Write one batch's outcomes, costs and certificates in one transaction."""
-    n = int(b.labels.shape[0])
-    rows = [(b.start + i, int(b.labels[i]), int(b.clean_correct[i]), int(b.robust[i]), int(b.broken_by[i]),
-             None if torch.isnan(b.distance[i]) else float(b.distance[i]), int(b.adv_pred[i])) for i in range(n)]
-    db.write_batch(run_id, b.start, n, b.seconds, rows, [(j, *c) for j, c in enumerate(b.attack_costs)],
-                   certificates=b.cert_rows, cert_costs=b.cert_costs, examples=b.examples)
-
-
 def view_of(model: object, view: str) -> object:
     """What the attacks query: ``attack_view()`` ("adaptive") or ``naive_view()`` ("naive")."""
     if view == "naive":
@@ -288,8 +188,10 @@ def evaluate(
         store: path of a SQLite result store; with it the run is resumable.
         data: a description of the data recorded with the run ({"name": ..., "split": ...}).
         progress: called as ``progress(points_done, points_total)`` after every batch.
-        diagnostics: the gradient-masking checks (``evaluation.diagnostics``) on a subsample; their
-            cost is reported per check, not in the report's totals.
+        diagnostics: the gradient-masking checks (``evaluation.diagnostics``): True or "fast" (the
+            default: budgeted to at most 25% of the evaluation's own passes, on as many points as
+            that buys, 8 to 100), "full" (every check on up to 100 points), False (none). Their cost
+            is reported per check, not in the report's totals.
         precision: "fp32", "bf16" or "fp16": the attacks search on the attack view under autocast
             while success is decided by the model itself.
         view: "adaptive" (attack ``attack_view()``, the default) or "naive" (attack the bare
@@ -312,6 +214,9 @@ def evaluate(
     seed = check_seed(seed)
     if view not in VIEWS:
         raise ValueError(f"view: expected one of {VIEWS}, got {view!r}")
+    if diagnostics not in (True, False, "fast", "full", "off"):
+        raise ValueError(f"diagnostics: expected True/False or 'fast', 'full', 'off', got {diagnostics!r}")
+    diagnostics = {True: "fast", False: False, "off": False}.get(diagnostics, diagnostics)  # type: ignore[arg-type]
     attack_list = resolve_attacks(attacks, threat)
     cert_list = resolve_certifiers(certifiers)
     check_precision(precision, model)
@@ -459,18 +364,26 @@ def _report(n: int, threat: object, names: list[str], cert_names: list[str], cle
 
 
 def _diagnose(attack_model: object, model: object, x: Inputs, y: Tensor, threat: object, attacks: list[Attack],
-              report: EvalReport, seed: int, db: Store | None, run_id: str, level: bool | str) -> list:
+              report: EvalReport, seed: int, db: Store | None, run_id: str, level: str) -> list:
     """The run's diagnostics: from the store when already computed, else run (on the attack view,
     judged by the deployed model) and stored."""
-    from robustlab.evaluation.diagnostics import Diagnostic, run_diagnostics
+    from robustlab.evaluation.diagnostics import DIAGNOSTICS_SHARE, Diagnostic, fast_points, run_diagnostics
 
     stored = db.diagnostics(run_id) if db is not None else []
-    if stored:
+    stored_level = "fast" if any(d["name"] == "scope" for d in stored) else "full"
+    if stored and (level == "fast" or stored_level == "full"):  # a full set also answers a fast request
         return [Diagnostic.from_dict(d) for d in stored]
     if not isinstance(x, Tensor) or not isinstance(threat, LpBall):
         return []  # the masking checks walk Lp balls on tensors
-    found = run_diagnostics(attack_view_of(model), x, y, threat, attacks,
-                            clean_correct=report.clean_correct, robust=report.robust, seed=seed)
+    n_points = 100
+    if level == "fast":
+        n_points = fast_points(DIAGNOSTICS_SHARE * (report.forward_calls + report.backward_calls), attacks, report.n)
+    found = run_diagnostics(attack_view_of(model), x, y, threat, attacks, clean_correct=report.clean_correct,
+                            robust=report.robust, seed=seed, n_points=n_points, level=str(level))
+    if any(type(a).__name__ == "FastEval" for a in attacks):  # the shortcut audits itself
+        from robustlab.evaluation.checks_fast_audit import audit_fast
+
+        found.append(audit_fast(attack_view_of(model), x, y, threat, report.robust, seed=seed))
     if db is not None:
         db.write_diagnostics(run_id, [d.to_dict() for d in found])
     return found
