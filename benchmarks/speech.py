@@ -45,6 +45,12 @@ def success(model: torch.nn.Module, threat: rl.DbBall, x: torch.Tensor, x_adv: t
     return float((ok & inside).float().mean()), float(inside.float().mean())
 
 
+def add(rows: list[dict], row: dict) -> None:
+    """Keep a row and print it at once (a long section's progress survives an interruption)."""
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
 def emit(rows: list[dict], out: str, title: str) -> None:
     keys = list(rows[0])
     print(f"\n### {title}\n")
@@ -74,7 +80,7 @@ def white(args: argparse.Namespace) -> None:
                 res = atk(model, x, y, target=t)
                 sec = time.perf_counter() - s
                 rate, inside = success(model, threat, x, res.x_adv, y, t)
-                rows.append({"model": args.model, "mode": "targeted:stop" if targeted else "untargeted",
+                add(rows, {"model": args.model, "mode": "targeted:stop" if targeted else "untargeted",
                              "threat": threat.spec(), "attack": atk.name, "n": len(y), "success": rate,
                              "inside": inside, "seconds": round(sec, 2)})
             if not targeted:  # the ensemble's gradient parts in sequence: the worst case per clip
@@ -90,7 +96,7 @@ def white(args: argparse.Namespace) -> None:
                     with torch.no_grad():
                         ok &= model(res.x_adv).argmax(1) != y[idx]
                     broken[idx[ok]] = True
-                rows.append({"model": args.model, "mode": "untargeted", "threat": threat.spec(),
+                add(rows, {"model": args.model, "mode": "untargeted", "threat": threat.spec(),
                              "attack": "standard's gradient parts (APGD-CE, APGD-T)", "n": len(y),
                              "success": float(broken.float().mean()), "inside": 1.0,
                              "seconds": round(time.perf_counter() - s, 2)})
@@ -127,7 +133,7 @@ def art(args: argparse.Namespace) -> None:
             sec_ours = time.perf_counter() - s
             for name, xa, sec in (("ART PGD", x_art, sec_art), ("robustlab PGD", ours.x_adv, sec_ours)):
                 rate, inside = success(model, threat, x, xa, y, t)
-                rows.append({"mode": "targeted:stop" if targeted else "untargeted", "threat": threat.spec(),
+                add(rows, {"mode": "targeted:stop" if targeted else "untargeted", "threat": threat.spec(),
                              "attack": f"{name}-{args.steps}", "n": len(y), "success": rate, "inside": inside,
                              "seconds": round(sec, 2)})
             rows[-1]["time ratio (ours / ART)"] = round(sec_ours / sec_art, 2)
@@ -150,7 +156,7 @@ def genetic(args: argparse.Namespace) -> None:
             sec = time.perf_counter() - s
             rate, inside = success(model, threat, x, res.x_adv, y, t)
             q = res.queries[res.success].float()
-            rows.append({"mode": "targeted:stop" if targeted else "untargeted", "threat": threat.spec(),
+            add(rows, {"mode": "targeted:stop" if targeted else "untargeted", "threat": threat.spec(),
                          "attack": atk.name, "n": len(y), "success": rate, "inside": inside,
                          "median queries (successes)": float(q.median()) if q.numel() else float("nan"),
                          "mean queries (all)": float(res.queries.float().mean()), "seconds": round(sec, 1)})
@@ -180,7 +186,7 @@ def defenses(args: argparse.Namespace) -> None:
         sec = time.perf_counter() - s
         rn, _ = success(m, threat, xs, naive, ys, None)
         ra, _ = success(m, threat, xs, adaptive, ys, None)
-        rows.append({"defense": "none" if d is None else d.spec(), "clean acc (480)": clean, "n": int(ok.sum()),
+        add(rows, {"defense": "none" if d is None else d.spec(), "clean acc (480)": clean, "n": int(ok.sum()),
                      "naive success": rn, "adaptive success (BPDA/EOT)": ra, "seconds": round(sec, 1)})
     emit(rows, args.out, f"Front-end defenses around {args.model}, untargeted PGD-{args.steps} at {threat.spec()}")
 
@@ -209,7 +215,7 @@ def at(args: argparse.Namespace) -> None:
                 with torch.no_grad():
                     broken = (model(res.x_adv).argmax(1) != y[idx]) & threat.admits(res.x_adv, x[idx])
                 robust[idx[broken]] = False
-            rows.append({"model": name, "clean acc (480)": clean, "threat": threat.spec(), "n": len(y),
+            add(rows, {"model": name, "clean acc (480)": clean, "threat": threat.spec(), "n": len(y),
                          "robust acc (PGD, APGD-CE, APGD-T)": float(robust.float().mean()),
                          "seconds": round(time.perf_counter() - s, 1)})
     emit(rows, args.out, "Adversarial training of the keyword model")

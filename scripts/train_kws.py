@@ -1,7 +1,8 @@
 """Train the keyword-spotting CNN shipped as ``kws-cnn`` (and its adversarially trained version).
 
     python scripts/train_kws.py                              # -> kws-cnn, standard training
-    python scripts/train_kws.py --adv-db -30 --pgd-steps 1 --step-scale 1.25 --name kws-cnn-at   # fast AT
+    python scripts/train_kws.py --adv-db -40 --pgd-steps 1 --step-scale 1.25 --init kws-cnn \
+        --epochs 10 --lr 1e-3 --ramp 2 --name kws-cnn-at --ckpt /tmp/kws-cnn-at-ft40.ckpt.pt   # fast AT fine-tune
 
 Data: ``robustlab.data.load("keywords")`` (train split: 81 voice variants; test: 20 unseen ones).
 Augmentation: speed perturbation in [0.85, 1.15], a random circular shift of up to 0.25 s, a

@@ -23,8 +23,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from robustlab.attacks._blackbox import (Queries, QueryBudgetExceeded, budget_stop, check_blackbox_inputs, check_labels,
-                                         check_lp, require_scores)
+from robustlab.attacks._blackbox import (
+    Queries,
+    QueryBudgetExceeded,
+    budget_stop,
+    check_blackbox_inputs,
+    check_labels,
+    check_lp,
+    require_scores,
+)
 from robustlab.attacks.base import ModelGuard, make_generator
 from robustlab.attacks.losses import attack_loss, is_success, rejects
 from robustlab.results import AttackResult

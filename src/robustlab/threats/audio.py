@@ -123,7 +123,7 @@ class DbBall(_AudioBall):
             raise ValueError(f"norm: a DbBall is an Linf ball, got {self.norm!r}")
 
     @classmethod
-    def parse(cls, spec: str) -> "DbBall":
+    def parse(cls, spec: str) -> DbBall:
         """Parse "db:-30"."""
         return cls(_parse(spec, "db", "db:-30"))
 
@@ -165,7 +165,7 @@ class SnrBall(_AudioBall):
             raise ValueError(f"norm: an SnrBall is an L2 ball, got {self.norm!r}")
 
     @classmethod
-    def parse(cls, spec: str) -> "SnrBall":
+    def parse(cls, spec: str) -> SnrBall:
         """Parse "snr:30"."""
         return cls(_parse(spec, "snr", "snr:30"))
 
