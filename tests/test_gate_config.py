@@ -91,7 +91,8 @@ def test_gate_fails_the_standard_model_with_exit_1_and_the_figure_last(tmp_path)
     assert proc.returncode == 1, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     assert "FAIL" in last and "robust accuracy 0.00%" in last and "80.00%" in last
-    assert list(tmp_path.glob("robustlab-eval-*.toml"))  # no store: the config lands in the working folder
+    # No store and no --save-config: nothing is written into the working folder.
+    assert not list(tmp_path.glob("*.toml"))
 
 
 @needs_at

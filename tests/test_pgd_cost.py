@@ -64,8 +64,8 @@ def data():
 
 
 def _check_honest(model: FixedPrediction, res) -> None:
-    # prepare() probes the output shape on one sample, outside the attack's budget.
-    assert model.seen_forward - 1 == res.forward_calls
+    # prepare() probes the output shape on two samples, outside the attack's budget.
+    assert model.seen_forward - 2 == res.forward_calls
     assert model.seen_backward == res.backward_calls
 
 

@@ -130,7 +130,7 @@ def probe_model(model, x1: Tensor, name: str = "model") -> int:
             raise ValueError(f"x: the model's forward pass failed on a batch of shape {tuple(x1.shape)} ({first}); "
                              "is x a batch (N, C, H, W) of what the model takes?") from e
         raise ValueError(f"{name}: forward pass failed on an input of shape {tuple(x1.shape)}: {first}") from e
-    if isinstance(out, Tensor) and (out.dim() != 2 or out.shape[0] != x1.shape[0]):
+    if isinstance(out, Tensor) and out.dim() >= 1 and out.shape[0] != x1.shape[0]:
         raise ValueError(f"x: a batch of shape {tuple(x1.shape)} gave model output of shape {tuple(out.shape)}, "
                          f"expected ({x1.shape[0]}, n_classes): is x batched the way the model expects?")
     return check_logits(out, x1.shape[0], name)

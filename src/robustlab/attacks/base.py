@@ -106,7 +106,8 @@ class Counter:
 def prepare(model: object, x: Tensor, y: Tensor, target: Tensor | None) -> int:
     """Validate an attack's inputs and the model's output shape; return the number of classes.
 
-    Costs one forward pass on a single sample (not counted: it is not part of the attack).
+    Costs one forward pass on up to two samples (not counted: it is not part of the attack); two,
+    because a batch of one can hide a missing channel axis behind broadcasting.
     """
     check_model(model)
     check_inputs(x, y)

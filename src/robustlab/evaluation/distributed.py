@@ -100,7 +100,7 @@ def evaluate_distributed(
     y = y.to(torch.int64)
     n = x.shape[0]
     with ModelGuard(model):
-        n_classes = runner.n_classes_of(model, x[:2])
+        n_classes = runner.n_classes_of(model, x[:1])
     if n_classes is not None:  # None: a label-only model that was not told its classes
         runner.check_labels_in_range(y, n_classes)
 

@@ -165,7 +165,8 @@ def _lookup(name: str, threat: object, entries: list[Entry], what: str) -> objec
                 raise ValueError(f"{what}: {key} supports {'/'.join(e.threats)} threats, not "
                                  f"{threat.spec() if hasattr(threat, 'spec') else threat}")  # type: ignore[union-attr]
             return e.build(m, threat)
-    raise ValueError(f"{what}: unknown name {name!r}; expected a comma-separated list of: {', '.join(names(entries))}")
+    kind = "attack" if what == "attacks" else "certifier"
+    raise ValueError(f"{what}: unknown {kind} {name!r}; expected a comma-separated list of: {', '.join(names(entries))}")
 
 
 def build_attack(name: str, threat: object) -> Attack:

@@ -227,7 +227,7 @@ def evaluate(
     with ModelGuard(model):
         attack_model = with_precision(view_of(model, view), precision)
         if isinstance(x, Tensor):
-            n_classes = n_classes_of(model, x[:2])
+            n_classes = n_classes_of(model, x[:1])
             if n_classes is not None:  # None: a label-only model that was not told its classes
                 check_labels_in_range(y, n_classes - (1 if rejects(model) else 0))
 
