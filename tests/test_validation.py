@@ -65,7 +65,7 @@ class _Broken(nn.Module):
         return nn.functional.linear(x.flatten(1), torch.zeros(10, 5))
 
 
-@pytest.mark.parametrize("model,match", [(_WrongShape().eval(), r"model: expected output of shape \(2, n_classes\)"),
+@pytest.mark.parametrize("model,match", [(_WrongShape().eval(), r"model: expected output of shape \(\d, n_classes\)"),
                                          (_OneClass().eval(), "model: expected at least 2 classes"),
                                          (_Broken().eval(), "model: forward pass failed"),
                                          (lambda x: "not a tensor", "model: expected the model to return a Tensor")])

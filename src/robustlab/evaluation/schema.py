@@ -114,5 +114,5 @@ _CORE = {"runs": {"run_id", "status", "config", "threat"}, "batches": {"run_id",
 
 
 def _damaged(path: Path, e: Exception) -> ValueError:
-    return ValueError(f"store: {str(path)!r} is damaged or not a SQLite database ({e}); "
+    return ValueError(f"store: {str(path)!r} is damaged or is not a robustlab SQLite store ({e}); "
                       "nothing was written to it (restore it from a copy, or use another --store)")
