@@ -16,6 +16,7 @@ import json
 import platform
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm  # noqa: E402
+from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
 
-import robustlab as rl  # noqa: E402
-from robustlab.certify import Residual, bounds, margin_spec  # noqa: E402
-from robustlab.models.layers import Normalize  # noqa: E402
+import robustlab as rl
+from robustlab.certify import Residual, bounds, margin_spec
+from robustlab.models.layers import Normalize
 
 
 def residual_net() -> nn.Module:
@@ -63,6 +64,16 @@ def nets(crownibp_path: str | None) -> list[tuple[str, nn.Module, float]]:
         m.load_state_dict(load_file(crownibp_path))
         out.append(("mnist-cnn-crownibp", m.eval(), 0.3))
     return out
+
+
+def lirpa_bounds(lirpa: BoundedModule, bx: BoundedTensor, method: str, spec: torch.Tensor):
+    with torch.no_grad() if method != "alpha-CROWN" else torch.enable_grad():
+        return lirpa.compute_bounds(x=(bx,), method=method, C=spec)
+
+
+def our_bounds(net: nn.Module, x: torch.Tensor, ball: rl.LpBall, method: str, spec: torch.Tensor, steps: int):
+    with torch.no_grad():
+        return bounds(net, x, ball, method, spec, alpha_steps=steps)
 
 
 def timed(fn, repeat: int):
@@ -100,13 +111,8 @@ def main() -> None:
             if method == "alpha-crown":
                 lirpa.set_bound_opts({"optimize_bound_args": {"iteration": args.alpha_steps, "lr_alpha": 0.1}})
 
-            def theirs():
-                with torch.no_grad() if method != "alpha-crown" else torch.enable_grad():
-                    return lirpa.compute_bounds(x=(bx,), method=theirs_name, C=spec)
-
-            def ours():
-                with torch.no_grad():
-                    return bounds(net, x, ball, method, spec, alpha_steps=args.alpha_steps)
+            theirs = partial(lirpa_bounds, lirpa, bx, theirs_name, spec)
+            ours = partial(our_bounds, net, x, ball, method, spec, args.alpha_steps)
             reps = 1 if method == "alpha-crown" else args.repeat
             ours()  # warm-up
             try:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from bound_samplers import ball_points, pgd_points, spec_values
 
 import robustlab as rl
-from bound_samplers import ball_points, pgd_points, spec_values
 from robustlab.attacks.gradient import PGD
 from robustlab.certify import CROWN, IBP, bounds, margin_spec
 

@@ -106,12 +106,3 @@ class AlphaCROWN:
         return _certify("alpha-crown", self.name, model, x, y, threat, self.batch_size, with_ibp=True,
                         max_elements=self.max_elements, alpha_steps=self.steps, alpha_lr=self.lr)
 
-
-CERTIFIERS = {"ibp": IBP, "crown": CROWN, "alpha-crown": AlphaCROWN}
-
-
-def make_certifier(name: str) -> IBP | CROWN | AlphaCROWN:
-    """The certifier a CLI / config name stands for ("ibp", "crown", "alpha-crown"), default settings."""
-    if name not in CERTIFIERS:
-        raise ValueError(f"name: unknown certifier {name!r}; expected one of {sorted(CERTIFIERS)}")
-    return CERTIFIERS[name]()

@@ -29,7 +29,12 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.certify.graph import Node, build_graph
-from robustlab.certify.ops import backward_affine, backward_relu, interval_affine, relu_relaxation
+from robustlab.certify.ops import (
+    backward_affine,
+    backward_relu,
+    interval_affine,
+    relu_relaxation,
+)
 from robustlab.models.layers import Normalize
 from robustlab.threats import check_lp
 
