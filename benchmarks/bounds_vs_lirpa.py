@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--crownibp", default=None, help="weights file if the model is not shipped yet")
     ap.add_argument("--out", default="benchmarks/results/bounds_vs_lirpa.json")
     ap.add_argument("--nets", default=None, help="comma-separated substrings of net names to run")
+    ap.add_argument("--methods", default="ibp,crown,alpha-crown")
     ap.add_argument("--lirpa-conv-mode", default=None, help="auto_LiRPA bound_opts conv_mode ('matrix')")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -108,6 +109,8 @@ def main() -> None:
         bx = BoundedTensor(x, ptb)
         ball = rl.LpBall("linf", eps)
         for method, theirs_name in (("ibp", "IBP"), ("crown", "CROWN"), ("alpha-crown", "alpha-CROWN")):
+            if method not in args.methods.split(","):
+                continue
             if method == "alpha-crown":
                 lirpa.set_bound_opts({"optimize_bound_args": {"iteration": args.alpha_steps, "lr_alpha": 0.1}})
 
