@@ -336,3 +336,19 @@ def test_threat_specs_parse_through_the_registry():
     for bad in ("linf:8/0", "linf:x", "nosuch:1", "linf"):
         with pytest.raises(ValueError, match="^threat:"):
             parse_threat(bad)
+
+
+def test_the_readme_table_and_the_help_come_from_the_registry():
+    from pathlib import Path
+
+    from robustlab.evaluation.registry import ATTACKS, build_attacks, markdown_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start, end = readme.index("<!-- attack-table:start -->"), readme.index("<!-- attack-table:end -->")
+    assert readme[start:end].split("\n", 1)[1].strip() == markdown_table().strip()
+    with pytest.raises(ValueError) as e:
+        build_attacks("nosuch", rl.LpBall("linf", 0.3))
+    for entry in ATTACKS:  # every registered name is offered, black-box ones included
+        assert entry.usage in str(e.value)
+    with pytest.raises(ValueError, match="attacks: cw supports l2"):
+        build_attacks("cw", rl.LpBall("linf", 0.3))

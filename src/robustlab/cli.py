@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="robustlab: attack, defend and honestly evaluate models.")
 console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120") or 120))
 err = Console(stderr=True)
@@ -44,17 +44,35 @@ def _certifier_help() -> str:
     return ", ".join(names(CERTIFIERS))
 
 
-def _load_model(spec: str, weights: Optional[Path], device: str):
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        fail(f"device: expected cpu, cuda or cuda:N, got {device!r}")
+        return
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        fail(f"device: {device} asked for, but this torch ({torch.__version__}) has no usable CUDA device; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        fail(f"device: {device} does not exist (this machine has {torch.cuda.device_count()} CUDA device(s))")
+
+
+def _load_model(spec: str, weights: Optional[Path], device: str, untrained: bool = False):
     import robustlab as rl
 
+    _check_device(device)
     if spec.endswith(".py"):
+        if weights is None and not untrained:
+            fail(f"weights: {spec} builds an untrained model; pass --weights FILE.safetensors "
+                 "(or --untrained to evaluate random weights on purpose)")
         return rl.models.load_from_file(spec, weights, device=device)
     if weights is not None:
         fail("weights: --weights goes with a builder file (--model path/to/model.py), not a shipped model name")
     return rl.models.load(spec, device=device)
 
 
-def _load_access_model(spec: str, weights: Optional[Path], device: str, access: str, x1):
+def _load_access_model(spec: str, weights: Optional[Path], device: str, access: str, x1, untrained: bool = False):
     """The model at the access level asked for: an HTTP endpoint, or a local model (restricted
     to score-only or label-only access unless ``access`` is "white")."""
     import robustlab as rl
@@ -68,7 +86,7 @@ def _load_access_model(spec: str, weights: Optional[Path], device: str, access: 
         if weights is not None:
             fail("weights: --weights goes with a builder file, not an HTTP model")
         return rl.models.HTTPModel(spec, access=access)
-    net = _load_model(spec, weights, device)
+    net = _load_model(spec, weights, device, untrained)
     if access == "white":
         return net
     return rl.models.as_access(net, access, n_classes=probe_model(net, x1))
@@ -79,6 +97,7 @@ def evaluate(
     ctx: typer.Context,
     model: Optional[str] = typer.Option(None, help="A shipped model name (see `robustlab models`) or a builder file model.py"),
     weights: Optional[Path] = typer.Option(None, help="safetensors weights for a builder file"),
+    untrained: bool = typer.Option(False, "--untrained", help="Allow a builder file without --weights (random weights, on purpose)"),
     data: str = typer.Option("mnist", help="A shipped dataset (mnist, digits, fashion-mnist, ...) or your own: "
                              "an .npz (x, y), a folder of class subfolders of images, a CIFAR-10 binary folder"),
     split: str = typer.Option("test", help="train or test"),
@@ -94,17 +113,47 @@ def evaluate(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML config to reproduce (see examples/eval.toml); options given here override it"),
     save_config: Optional[Path] = typer.Option(None, "--save-config", help="Where to write the config this run used [default: next to the store, else ./robustlab-eval-<hash>.toml]"),
-    diagnostics: bool = typer.Option(True, "--diagnostics/--no-diagnostics", help="Run the gradient-masking checks on up to 100 of the points"),
+    diagnostics: str = typer.Option("fast", "--diagnostics", help="Gradient-masking checks: fast (budgeted to 25% of the "
+                                    "evaluation's passes), full (every check on up to 100 points) or off"),
+    no_diagnostics: bool = typer.Option(False, "--no-diagnostics", help="Same as --diagnostics off"),
     min_robust_acc: Optional[float] = typer.Option(None, "--min-robust-acc", help="Gate: exit 1 when robust accuracy is below this fraction (e.g. 0.8)"),
     workers: int = typer.Option(0, help="Shard the batches over N Ray workers (a local Ray instance unless --ray); needs --store"),
     ray: Optional[str] = typer.Option(None, "--ray", help="Address of a running Ray cluster to shard over (e.g. auto, ray://host:10001)"),
     access: str = typer.Option("white", "--access", help="What the attacks may see: white (the nn.Module), score or label. "
                                "An http(s):// --model (a JSON endpoint, see `robustlab serve`) needs score or label"),
+    env: Optional[str] = typer.Option(None, "--env", help="A gymnasium id (CartPole-v1): evaluate a policy over seeded "
+                                      "episodes instead of a classifier over data points (--threat linf:EPS or "
+                                      "state:EPS is then in standard deviations of each observation)"),
+    episodes: int = typer.Option(100, help="Episodes for --env (episode i starts from reset(seed=SEED+i))"),
+    min_return: Optional[float] = typer.Option(None, "--min-return", help="Gate for --env: exit 1 when the worst "
+                                               "attack's mean return is below this"),
     precision: str = typer.Option("fp32", "--precision", help="Precision the attacks search in: fp32, bf16 or fp16 "
                                   "(autocast, ~2x faster where supported); success is always decided in full precision"),
 ) -> None:
-    """Clean and robust accuracy of a model; every per-sample outcome goes to the store."""
+    """Clean and robust accuracy of a model; every per-sample outcome goes to the store.
+
+    With --env, the return of a policy under observation attacks, per episode."""
     import robustlab as rl
+
+    if env is not None:
+        if not model:
+            fail("model: --env needs --model (a shipped policy such as cartpole-dqn, or a builder file)")
+        if episodes < 1:
+            fail(f"episodes: expected a positive number, got {episodes}")
+        from robustlab.evaluation.policy_cli import run_policy_evaluation
+
+        thr = threat
+        if ctx.get_parameter_source("threat").name != "COMMANDLINE":  # the zoo entry's own budget
+            from robustlab.models.zoo import ZOO
+
+            thr = (ZOO[model].threat if model in ZOO and ZOO[model].threat else threat)
+        try:
+            code = run_policy_evaluation(console, env, model, thr, attacks, episodes=episodes, seed=seed,
+                                         store=store, min_return=min_return)
+        except (ValueError, TypeError) as e:
+            fail(str(e))
+            return
+        raise typer.Exit(code)
     from robustlab.evaluation.config import EvalConfig, default_config_path, load_config, save_config as write_config
     from robustlab.validation import probe_model
 
@@ -113,7 +162,7 @@ def evaluate(
             "model": model, "weights": None if weights is None else str(weights), "device": device, "data": data,
             "split": split, "start": start, "n": n, "threat": threat, "attacks": attacks, "certify": certify,
             "batch_size": batch_size,
-            "seed": seed, "diagnostics": diagnostics, "min_robust_acc": min_robust_acc,
+            "seed": seed, "diagnostics": "off" if no_diagnostics else diagnostics, "min_robust_acc": min_robust_acc,
             "store": None if store is None else str(store), "workers": workers, "ray": ray, "access": access,
             "precision": precision},
             load_config, EvalConfig)
@@ -138,7 +187,7 @@ def evaluate(
             fail("store: --workers/--ray need --store (the shards meet in the result store)")
         x, y = rl.data.load(data, split=split, n=n, start=start)
         tensor_x = isinstance(x, rl.evaluation.runner.Tensor)
-        net = _load_access_model(model, weights, device, access, x[:1].to(device) if tensor_x else x[:1])
+        net = _load_access_model(model, weights, device, access, x[:1].to(device) if tensor_x else x[:1], untrained)
         attack_list = rl.evaluation.runner.resolve_attacks(attacks, threat_obj)  # ensembles: a row per attack
         cert_list = rl.evaluation.runner.resolve_certifiers(certify)
         if tensor_x:
@@ -148,6 +197,8 @@ def evaluate(
             probe_model(net, x[:2])
         target = save_config if save_config is not None else default_config_path(cfg)
         cfg_path = write_config(cfg, target) if target is not None else None
+    except typer.Exit:
+        raise
     except (ValueError, TypeError, FileNotFoundError) as e:
         fail(str(e))
         return
@@ -174,7 +225,7 @@ def evaluate(
                                       if view == "naive" else "adaptive: attacks on the defense's attack view") + "[/]",
                           highlight=False)
         report = _run_evaluation(rl, net, x, y, threat_obj, attack_list, cert_list, batch_size, seed, store, data_desc,
-                                 diagnostics and view == "adaptive", precision, view, workers, ray, npts)
+                                 diagnostics if view == "adaptive" else False, precision, view, workers, ray, npts)
         _print_report(report, store)
     _print_diagnostics(report.diagnostics)
     if min_robust_acc is not None:
@@ -274,18 +325,22 @@ def _print_report(report, store: Optional[Path]) -> None:
     t.add_column("accuracy", justify="right")
     t.add_column("broken", justify="right")
     t.add_column("attacked", justify="right")
-    t.add_column("forward", justify="right")
-    t.add_column("backward", justify="right")
+    t.add_column("forward (per point)", justify="right")
+    t.add_column("backward (per point)", justify="right")
     t.add_column("seconds", justify="right")
     t.add_row("clean", f"{100 * report.clean_accuracy:.2f}%", "", "", "", "", "")
+
+    def per(total: int, points: int) -> str:
+        return f"{total:,} ({total / points:.1f})" if points else f"{total:,}"
+
     for c in report.certificates:
         t.add_row(f"certified: {escape(c.name)}", f"{100 * c.certified_accuracy:.2f}%", "", str(c.attempted),
                   f"{c.forward_calls:,}", "", f"{c.seconds:.1f}")
     for s in report.attacks:
-        t.add_row(s.name, f"{100 * s.robust_accuracy:.2f}%", str(s.broken), str(s.attacked),
-                  f"{s.forward_calls:,}", f"{s.backward_calls:,}", f"{s.seconds:.1f}")
-    t.add_row("[bold]robust[/]", f"[bold]{100 * report.robust_accuracy:.2f}%[/]", "", "",
-              f"{report.forward_calls:,}", f"{report.backward_calls:,}", f"{report.seconds:.1f}")
+        t.add_row(escape(s.name), f"{100 * s.robust_accuracy:.2f}%", str(s.broken), str(s.attacked),
+                  per(s.forward_calls, s.attacked), per(s.backward_calls, s.attacked), f"{s.seconds:.1f}")
+    t.add_row("[bold]robust[/]", f"[bold]{100 * report.robust_accuracy:.2f}%[/]", "", str(report.n),
+              per(report.forward_calls, report.n), per(report.backward_calls, report.n), f"{report.seconds:.1f}")
     console.print(t)
     tail = f"wall time {report.seconds:.1f}s"
     if report.run_id:
@@ -426,7 +481,7 @@ def leaderboard(
 
 # Commands that live with their own area (``robustlab train`` with the training loop, ...):
 # each module defines ``register(app)``; adding one is one line here.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["robustlab.defenses.training.cli"]
 
 
 def _register_plugins() -> None:

@@ -43,6 +43,29 @@ def check_inputs(x: object, y: object | None = None, *, name_x: str = "x", name_
         raise ValueError(f"{name_y}: class indices must be >= 0, got min {int(y.min())}")
 
 
+def check_dtype_matches(model: object, x: Tensor, name: str = "x") -> None:
+    """A TypeError naming ``x`` when its float dtype differs from the model's parameters'
+    (float64 inputs to a float32 model fail deep inside torch otherwise)."""
+    params = getattr(model, "parameters", None)
+    if not callable(params):
+        return
+    try:
+        p = next(iter(params()))
+    except (StopIteration, TypeError):
+        return
+    if p.is_floating_point() and x.dtype != p.dtype:
+        raise TypeError(f"{name}: dtype {x.dtype} does not match the model's {p.dtype} parameters; "
+                        f"pass x.to({p.dtype})")
+
+
+def check_target(y: Tensor, target: Tensor, name: str = "target") -> None:
+    """A targeted attack whose target is the true label has nothing to do: say so."""
+    same = target.to(y.device) == y
+    if bool(same.any()):
+        raise ValueError(f"{name}: equals the true label y at {int(same.sum())} point(s) (first at index "
+                         f"{int(same.nonzero()[0])}); a targeted attack needs target != y")
+
+
 def check_labels_in_range(y: Tensor, n_classes: int, name: str = "y") -> None:
     if bool((y >= n_classes).any()):
         raise ValueError(

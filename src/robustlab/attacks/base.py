@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from robustlab.attacks.losses import attack_loss, is_success, margin_loss  # noqa: F401 (the one success rule)
 from robustlab.results import AttackResult
-from robustlab.validation import check_inputs, check_labels_in_range, check_model, probe_model
+from robustlab.validation import (check_dtype_matches, check_inputs, check_labels_in_range, check_model, check_seed,
+                                  check_target, probe_model)
 
 
 @runtime_checkable
@@ -91,6 +92,10 @@ class Counter:
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             out = self.model(x)
+            if not out.requires_grad:
+                raise ValueError("model: its output does not depend on x through autograd (its forward runs under "
+                                 "torch.no_grad(), detaches, or leaves torch); gradient attacks cannot run on it: "
+                                 "use a score-based attack (square, spsa, nes) or give the model an attack_view()")
             loss = loss_fn(out)
             (grad,) = torch.autograd.grad(loss.sum(), x)
         self.forward += x.shape[0]
@@ -105,8 +110,10 @@ def prepare(model: object, x: Tensor, y: Tensor, target: Tensor | None) -> int:
     """
     check_model(model)
     check_inputs(x, y)
+    check_dtype_matches(model, x)
     if target is not None:
         check_inputs(x, target, name_y="target")
+        check_target(y, target)
     with ModelGuard(model, warn=False):  # the probe must not touch BatchNorm statistics
         n_classes = probe_model(model, x[:2])
     check_labels_in_range(y, n_classes)
@@ -116,6 +123,8 @@ def prepare(model: object, x: Tensor, y: Tensor, target: Tensor | None) -> int:
 
 
 def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    if seed is not None:
+        check_seed(seed)
     g = torch.Generator(device=device)
     if seed is None:
         g.seed()

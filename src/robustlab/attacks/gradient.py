@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from typing import Callable, Union
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +28,9 @@ from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_lp
 from robustlab.validation import check_nonneg_float, check_positive_int
 
+# A per-sample loss to ascend: (logits (N, K), y (N,), target (N,) or None) -> (N,).
+LossFn = Callable[[Tensor, Tensor, Union[Tensor, None]], Tensor]
+
 
 @dataclass(frozen=True)
 class PGD:
@@ -39,7 +43,9 @@ class PGD:
             and the per-sample best point over all runs is returned.
         step_size: step length in the threat's norm; default 2.5 * eps / steps.
         random_start: start from a uniform point of the ball (always, for restarts > 0).
-        loss: "ce" (cross-entropy) or "margin" (C&W margin on logits).
+        loss: "ce" (cross-entropy), "margin" (C&W margin on logits), or a callable
+            ``(logits (N, K), y (N,), target (N,) or None) -> (N,)`` per-sample loss (training
+            objectives such as TRADES' KL term).
         early_stop: drop a point from the batch once it is misclassified (or hits the target).
             Off: keep ascending the loss on every point for ``steps`` steps.
         l1_sparsity: for L1, the fraction of coordinates left out of each step.
@@ -51,7 +57,7 @@ class PGD:
     restarts: int = 1
     step_size: float | None = None
     random_start: bool = True
-    loss: str = "ce"
+    loss: str | LossFn = "ce"
     early_stop: bool = True
     l1_sparsity: float = 0.95
     seed: int | None = 0
@@ -62,15 +68,16 @@ class PGD:
         check_positive_int(self.restarts, "restarts")
         if self.step_size is not None:
             check_nonneg_float(self.step_size, "step_size")
-        if self.loss not in ("ce", "margin"):
-            raise ValueError(f"loss: expected 'ce' or 'margin', got {self.loss!r}")
+        if not callable(self.loss) and self.loss not in ("ce", "margin"):
+            raise ValueError(f"loss: expected 'ce', 'margin' or a callable, got {self.loss!r}")
         if not 0.0 <= self.l1_sparsity < 1.0:
             raise ValueError(f"l1_sparsity: expected a fraction in [0, 1), got {self.l1_sparsity}")
 
     @property
     def name(self) -> str:
         r = f"x{self.restarts}" if self.restarts > 1 else ""
-        return f"PGD-{self.steps}{r}" + ("" if self.loss == "ce" else f"-{self.loss}")
+        loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "custom")
+        return f"PGD-{self.steps}{r}" + ("" if self.loss == "ce" else f"-{loss}")
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> AttackResult:
         """Attack a batch.
@@ -202,10 +209,11 @@ def run_pgd(
     restarts: int,
     step_size: float | Tensor,
     random_start: bool,
-    loss: str,
+    loss: str | LossFn,
     early_stop: bool,
     l1_sparsity: float,
     generator: torch.Generator,
+    last_iterate: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """The PGD loop, shared with training code. Returns the per-sample best point (N, ...) and
     (N,) bool success, both measured by the model at exactly that point.
@@ -214,9 +222,18 @@ def run_pgd(
     called through ``logits_and_grad``. ``threat`` is an LpBall, or any Ball with an Lp ``norm``
     whose ``project``/``random_start`` apply its own per-sample radius; ``step_size`` is a float
     or an (N,) tensor (one step length per sample).
+    ``loss`` is a name for :func:`attack_loss` or a
+    per-sample callable (see :class:`PGD`).
+
+    ``last_iterate`` (training): return the last iterate of one run of ``steps`` steps without
+    bookkeeping or the checking forward pass, so the cost is exactly ``steps`` forward+backward
+    passes; success is then not measured (all False). Needs ``restarts=1, early_stop=False``.
     """
-    n = x.shape[0]
     reject = rejects(counter.model)
+    loss_of: LossFn = loss if callable(loss) else (lambda out, yv, tv: attack_loss(loss, out, yv, tv, reject))
+    if last_iterate and (restarts != 1 or early_stop):
+        raise ValueError("last_iterate: needs restarts=1 and early_stop=False")
+    n = x.shape[0]
     geometry = threat if isinstance(threat, LpBall) else LpBall(threat.norm, 0.0)
     steps_t = step_size if isinstance(step_size, Tensor) else None  # per-sample steps, sliced with idx
     x = x.detach()
@@ -267,13 +284,16 @@ def run_pgd(
                 held: list[Tensor] = []
 
                 def loss_fn(out: Tensor, yi: Tensor = yi, ti: Tensor | None = ti) -> Tensor:
-                    v = attack_loss(loss, out, yi, ti, reject)
+                    v = loss_of(out, yi, ti)
                     held.append(v)
                     return v
 
                 logits, grad = counter.logits_and_grad(x_cur, loss_fn)
                 lv = held[-1].detach()
-            succ = record(idx, x_cur, logits, lv, ti, yi)
+            if last_iterate:
+                succ = success  # not measured: the training step needs only the point
+            else:
+                succ = record(idx, x_cur, logits, lv, ti, yi)
             if early_stop:
                 keep = ~succ
                 if not bool(keep.all()):  # the one host sync per step
@@ -293,7 +313,9 @@ def run_pgd(
                 direction = geometry.steepest_direction(grad, x_cur, l1_sparsity)
                 step = step_size if st is None else st.reshape((-1,) + (1,) * (x_cur.dim() - 1))
                 x_cur = threat.project(x_cur + step * direction, x0)
+        if last_iterate:
+            return x_cur, success
         if idx is None or idx.numel():
             logits = counter.logits(x_cur)
-            record(idx, x_cur, logits, attack_loss(loss, logits, yi, ti, reject), ti, yi)
+            record(idx, x_cur, logits, loss_of(logits, yi, ti), ti, yi)
     return best, success

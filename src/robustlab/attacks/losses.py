@@ -82,13 +82,21 @@ def attack_loss(name: str, logits: Tensor, y: Tensor, target: Tensor | None, rej
 _DLR_TINY = 1e-12
 
 
-def dlr_loss(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+def dlr_loss(logits: Tensor, y: Tensor, target: Tensor | None = None, reject: bool = False) -> Tensor:
     """The Difference of Logits Ratio, per sample, to be maximised (> 0 means misclassified).
 
     Untargeted: (max_{i != y} z_i - z_y) / (z_(1) - z_(3)); targeted: (z_t - z_y) /
     (z_(1) - (z_(3) + z_(4)) / 2), with z_(k) the k-th largest logit. Needs 3 (untargeted) or
-    4 (targeted) classes.
+    4 (targeted) classes. For a rejecting model (untargeted) the defended logit is
+    max(z_y, z_reject), "other" runs over the K class columns without y, and the sorted logits
+    of the scale are the K class columns': pushing a point into "reject" is no progress.
     """
+    if reject and target is None:
+        cls = logits[:, :-1]
+        top = cls.topk(3, dim=1).values
+        defended = torch.maximum(cls.gather(1, y[:, None]).squeeze(1), logits[:, -1])
+        other = cls.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+        return (other - defended) / (top[:, 0] - top[:, 2] + _DLR_TINY)
     top = logits.topk(3 if target is None else 4, dim=1).values
     z_y = logits.gather(1, y[:, None]).squeeze(1)
     if target is None:
@@ -105,7 +113,7 @@ def apgd_loss(name: str, logits: Tensor, y: Tensor, target: Tensor | None, rejec
         if target is None:
             return ce_loss(logits, y, reject)
         return -F.cross_entropy(logits, target, reduction="none")
-    return dlr_loss(logits, y, target)
+    return dlr_loss(logits, y, target, reject)
 
 
 __all__ = ["rejects", "predictions", "is_success", "margin_loss", "ce_loss", "attack_loss", "dlr_loss", "apgd_loss"]

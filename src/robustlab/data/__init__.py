@@ -80,6 +80,19 @@ def _from_path(name: str, split: str) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(np.ascontiguousarray(xs)), torch.from_numpy(ys)
 
 
+def _stop(what: str, size: int, start: object, n: object) -> int:
+    """The end of the slice ``start .. start + n`` of ``size`` points, or a ValueError naming
+    ``start`` or ``n``."""
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0 or start >= size:
+        raise ValueError(f"start: expected an int in [0, {size}), got {start!r}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
+        raise ValueError(f"n: expected a positive int or None, got {n!r}")
+    stop = size if n is None else start + n
+    if stop > size:
+        raise ValueError(f"n: {what} has {size} points; start={start} + n={n} exceeds it")
+    return stop
+
+
 def load(name: str, split: str = "test", n: int | None = None, start: int = 0) -> tuple[Tensor, Tensor]:
     """Load points ``start .. start+n`` of a split of a dataset.
 
@@ -100,28 +113,14 @@ def load(name: str, split: str = "test", n: int | None = None, start: int = 0) -
         raise TypeError(f"name: expected a dataset name or a path, got {type(name).__name__}")
     if is_path(name):
         x, y = _from_path(name, split)
-        total = int(y.shape[0])
-        if not isinstance(start, int) or start < 0 or start >= total:
-            raise ValueError(f"start: expected an int in [0, {total}), got {start!r}")
-        if n is not None and (not isinstance(n, int) or n <= 0):
-            raise ValueError(f"n: expected a positive int or None, got {n!r}")
-        stop = total if n is None else start + n
-        if stop > total:
-            raise ValueError(f"n: {name} has {total} points; start={start} + n={n} exceeds it")
+        stop = _stop(name, int(y.shape[0]), start, n)
         return x[start:stop].contiguous(), y[start:stop].contiguous()
     src = _source(name)
     if hasattr(src, "load"):  # a registered source of another modality reads its own files
         return src.load(split=split, n=n, start=start)
     if split not in src.SIZES:
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-    size = src.SIZES[split]
-    if not isinstance(start, int) or start < 0 or start >= size:
-        raise ValueError(f"start: expected an int in [0, {size}), got {start!r}")
-    if n is not None and (not isinstance(n, int) or n <= 0):
-        raise ValueError(f"n: expected a positive int or None, got {n!r}")
-    stop = size if n is None else start + n
-    if stop > size:
-        raise ValueError(f"n: {name} {split} has {size} points; start={start} + n={n} exceeds it")
+    stop = _stop(f"{name} {split}", src.SIZES[split], start, n)
     xs, ys = src.arrays(split)
     xs, ys = xs[start:stop], ys[start:stop]
     if xs.dtype == np.uint8:
@@ -133,4 +132,9 @@ def load(name: str, split: str = "test", n: int | None = None, start: int = 0) -
     return x, y
 
 
+register_dataset("keywords", "robustlab.data.keywords")
+
 __all__ = ["load", "names", "info", "size", "is_path", "DatasetInfo", "register_dataset"]
+register_dataset("mr", "robustlab.data.mr")
+register_dataset("r8", "robustlab.data.r8")
+register_dataset("sms", "robustlab.data.sms")

@@ -72,7 +72,7 @@ class EvalConfig:
         attacks: comma-separated attack spec, e.g. "fgsm,pgd-100x2".
         certify: comma-separated certifier spec, e.g. "crown" (None: no certificates).
         batch_size, seed: as for ``robustlab.evaluate``.
-        diagnostics: run the gradient-masking checks.
+        diagnostics: the gradient-masking checks: "fast" (or true), "full", "off" (or false).
         precision: "fp32", "bf16" or "fp16": the precision the attacks search in (success is
             always decided in the model's own precision).
         min_robust_acc: the gate, a fraction in [0, 1]; None for no gate.
@@ -94,7 +94,7 @@ class EvalConfig:
     certify: str | None = None
     batch_size: int = 500
     seed: int = 0
-    diagnostics: bool = True
+    diagnostics: bool | str = True
     precision: str = "fp32"
     min_robust_acc: float | None = None
     store: str | None = None
@@ -121,7 +121,7 @@ class EvalConfig:
 _TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "weights": (str,), "device": (str,), "data": (str,), "split": (str,),
     "start": (int,), "n": (int,), "threat": (str,), "attacks": (str,), "certify": (str,), "batch_size": (int,),
-    "seed": (int,), "diagnostics": (bool,), "min_robust_acc": (int, float), "store": (str,),
+    "seed": (int,), "diagnostics": (bool, str), "min_robust_acc": (int, float), "store": (str,),
     "workers": (int,), "ray": (str,), "access": (str,), "precision": (str,),
 }
 _OPTIONAL = {"weights", "n", "min_robust_acc", "store", "ray", "certify"}
@@ -152,6 +152,10 @@ def _check(cfg: EvalConfig) -> None:
         parse_threat(cfg.threat)
     except ValueError as e:
         raise ValueError(f"config: [evaluation] threat: {str(e).removeprefix('threat: ')}") from None
+    if cfg.diagnostics not in (True, False, "fast", "full", "off"):
+        raise ValueError(f"config: [evaluation] diagnostics: expected fast, full or off, got {cfg.diagnostics!r}")
+    # true/false as written by earlier releases; "full" is the one setting that needs a string
+    cfg.diagnostics = {"fast": True, "off": False}.get(cfg.diagnostics, cfg.diagnostics)  # type: ignore[arg-type]
     if cfg.access not in ("white", "score", "label"):
         raise ValueError(f"config: [model] access: expected white, score or label, got {cfg.access!r}")
     if cfg.precision not in PRECISIONS:

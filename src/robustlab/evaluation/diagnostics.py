@@ -46,6 +46,10 @@ from robustlab.evaluation.checks import (  # noqa: F401 (the checks and threshol
     _run_attacks, _subsample, check_clean_accuracy, check_eps_sweep, check_gradients, check_more_steps,
     check_noise_blackbox, check_outputs, check_pgd_vs_fgsm, max_eps, uses_eot, warnings_of)
 from robustlab.models.access import QueryBudgetExceeded, n_classes_of, predict
+
+LEVELS = ("fast", "full")
+FAST_NOISE_SAMPLES = 4
+DIAGNOSTICS_SHARE = 0.25  # the fast diagnostics' budget, as a share of the evaluation's own passes
 from robustlab.threats import LpBall
 
 
@@ -78,6 +82,7 @@ def run_diagnostics(
     n_points: int = 100,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    level: str = "full",
 ) -> list[Diagnostic]:
     """Run every applicable check on a seeded subsample of at most ``n_points`` of (x, y).
 
@@ -91,10 +96,17 @@ def run_diagnostics(
         n_points: subsample size (cost grows linearly with it).
         seed: seed of the subsample and of every probe attack.
         progress: called with each check's name before it runs.
+        level: "full" (every check above) or "fast": the same checks at a fraction of the cost,
+            where the eps sweep keeps only its unbounded radius (unbounded_eps), more_steps runs
+            one more restart of the cheapest gradient attack instead of doubling every attack,
+            and noise_blackbox draws 4 noise points and skips Square; a ``scope`` entry says so.
 
     Returns:
         A list of :class:`Diagnostic`, in the order of the module docstring.
     """
+    if level not in LEVELS:
+        raise ValueError(f"diagnostics: expected one of {LEVELS}, got {level!r}")
+    fast = level == "fast"
     y = y.to(torch.int64)
     sub = _subsample(x.shape[0], n_points, seed).to(x.device)
     xs, ys = x[sub], y[sub]
@@ -134,10 +146,13 @@ def run_diagnostics(
             cidx = cc.nonzero().squeeze(1)
             if cidx.numel():
                 checks.append(("gradients", lambda: check_gradients(model, xs[cidx], ys[cidx], threat)))
-            checks.append(("accuracy_vs_eps", lambda: check_eps_sweep(model, xs, ys, cc, threat, seed)))
-            checks.append(("more_steps", lambda: check_more_steps(model, xs, ys, rb, threat, attacks, seed)))
+            checks.append(("accuracy_vs_eps",
+                           lambda: check_eps_sweep(model, xs, ys, cc, threat, seed, sweep=not fast)))
+            checks.append(("more_steps", lambda: check_more_steps(model, xs, ys, rb, threat, attacks, seed, fast)))
         checks.append(("noise_blackbox",
-                       lambda: check_noise_blackbox(model, xs, ys, rb, threat, seed, scores and not remote)))
+                       lambda: check_noise_blackbox(model, xs, ys, rb, threat, seed, scores and not remote,
+                                                    samples=FAST_NOISE_SAMPLES if fast else NOISE_SAMPLES,
+                                                    use_square=not fast)))
         if grads:
             checks.append(("pgd_vs_fgsm", lambda: check_pgd_vs_fgsm(model, xs, ys, cc, rb, threat, seed)))
         for name, fn in checks:
@@ -148,7 +163,22 @@ def run_diagnostics(
                 warnings.warn(f"diagnostics stopped at {name}: the model's query budget ran out ({e})", stacklevel=2)
                 break
             out.extend(found if isinstance(found, list) else [found])
+    if fast:
+        out.append(Diagnostic("scope", "pass", float(xs.shape[0]),
+                              f"fast diagnostics on {xs.shape[0]} points: accuracy_vs_eps (the eps sweep) and "
+                              "Square skipped, more_steps as one more restart; --diagnostics full runs them all",
+                              details={"points": int(xs.shape[0]), "level": "fast"}))
     return out
+
+
+def fast_points(budget: float, attacks: Sequence[object], n: int) -> int:
+    """How many points the fast diagnostics can check within ``budget`` passes (forward +
+    backward), from what each check costs per point (at least 8, at most 100 and n)."""
+    steps = [int(getattr(a, "steps")) for a in attacks if isinstance(getattr(a, "steps", None), int)]
+    # outputs 2, gradients + loss along them 4, unbounded PGD 2 * steps + 2, FGSM 4, noise draws,
+    # one more restart of the cheapest attack (every pass and the judge's), and 10% to spare.
+    per_point = 1.1 * (2 + 4 + 2 * PROBE_STEPS + 2 + 4 + FAST_NOISE_SAMPLES + (2 * min(steps) + 2 if steps else 42))
+    return int(max(8, min(100, n, budget // per_point)))
 
 
 def format_diagnostic(d: Diagnostic) -> str:
@@ -157,4 +187,4 @@ def format_diagnostic(d: Diagnostic) -> str:
             f"{d.backward_calls:,} bwd)")
 
 
-__all__ = ["Diagnostic", "run_diagnostics", "format_diagnostic", "warnings_of", "uses_eot", "max_eps"]
+__all__ = ["LEVELS", "fast_points", "DIAGNOSTICS_SHARE", "Diagnostic", "run_diagnostics", "format_diagnostic", "warnings_of", "uses_eot", "max_eps"]

@@ -188,8 +188,10 @@ def evaluate(
         store: path of a SQLite result store; with it the run is resumable.
         data: a description of the data recorded with the run ({"name": ..., "split": ...}).
         progress: called as ``progress(points_done, points_total)`` after every batch.
-        diagnostics: the gradient-masking checks (``evaluation.diagnostics``) on a subsample; their
-            cost is reported per check, not in the report's totals.
+        diagnostics: the gradient-masking checks (``evaluation.diagnostics``): True or "fast" (the
+            default: budgeted to at most 25% of the evaluation's own passes, on as many points as
+            that buys, 8 to 100), "full" (every check on up to 100 points), False (none). Their cost
+            is reported per check, not in the report's totals.
         precision: "fp32", "bf16" or "fp16": the attacks search on the attack view under autocast
             while success is decided by the model itself.
         view: "adaptive" (attack ``attack_view()``, the default) or "naive" (attack the bare
@@ -212,6 +214,9 @@ def evaluate(
     seed = check_seed(seed)
     if view not in VIEWS:
         raise ValueError(f"view: expected one of {VIEWS}, got {view!r}")
+    if diagnostics not in (True, False, "fast", "full", "off"):
+        raise ValueError(f"diagnostics: expected True/False or 'fast', 'full', 'off', got {diagnostics!r}")
+    diagnostics = {True: "fast", False: False, "off": False}.get(diagnostics, diagnostics)  # type: ignore[arg-type]
     attack_list = resolve_attacks(attacks, threat)
     cert_list = resolve_certifiers(certifiers)
     check_precision(precision, model)
@@ -359,18 +364,26 @@ def _report(n: int, threat: object, names: list[str], cert_names: list[str], cle
 
 
 def _diagnose(attack_model: object, model: object, x: Inputs, y: Tensor, threat: object, attacks: list[Attack],
-              report: EvalReport, seed: int, db: Store | None, run_id: str, level: bool | str) -> list:
+              report: EvalReport, seed: int, db: Store | None, run_id: str, level: str) -> list:
     """The run's diagnostics: from the store when already computed, else run (on the attack view,
     judged by the deployed model) and stored."""
-    from robustlab.evaluation.diagnostics import Diagnostic, run_diagnostics
+    from robustlab.evaluation.diagnostics import DIAGNOSTICS_SHARE, Diagnostic, fast_points, run_diagnostics
 
     stored = db.diagnostics(run_id) if db is not None else []
-    if stored:
+    stored_level = "fast" if any(d["name"] == "scope" for d in stored) else "full"
+    if stored and (level == "fast" or stored_level == "full"):  # a full set also answers a fast request
         return [Diagnostic.from_dict(d) for d in stored]
     if not isinstance(x, Tensor) or not isinstance(threat, LpBall):
         return []  # the masking checks walk Lp balls on tensors
-    found = run_diagnostics(attack_view_of(model), x, y, threat, attacks,
-                            clean_correct=report.clean_correct, robust=report.robust, seed=seed)
+    n_points = 100
+    if level == "fast":
+        n_points = fast_points(DIAGNOSTICS_SHARE * (report.forward_calls + report.backward_calls), attacks, report.n)
+    found = run_diagnostics(attack_view_of(model), x, y, threat, attacks, clean_correct=report.clean_correct,
+                            robust=report.robust, seed=seed, n_points=n_points, level=str(level))
+    if any(type(a).__name__ == "FastEval" for a in attacks):  # the shortcut audits itself
+        from robustlab.evaluation.checks_fast_audit import audit_fast
+
+        found.append(audit_fast(attack_view_of(model), x, y, threat, report.robust, seed=seed))
     if db is not None:
         db.write_diagnostics(run_id, [d.to_dict() for d in found])
     return found

@@ -123,8 +123,8 @@ def config_text(info: RunInfo) -> tuple[str, str]:
                   "points, threat, attacks, batch_size and seed to robustlab.evaluate).")
 
 
-def render_report(run: RunData) -> str:
-    """The report page of a run, as HTML text."""
+def render_report(run: RunData, sections: str = "") -> str:
+    """The report page of a run, as HTML text; ``sections``: extra HTML (``report.sections``)."""
     info = run.info
     s = info.summary or {}
     k_attacks = len(info.attacks)
@@ -178,6 +178,7 @@ def render_report(run: RunData) -> str:
         "n_warn": sum(d.status == "warn" for d in run.diagnostics),
         "plots": plot_list,
         "attacks": attacks,
+        "sections": sections,
         "config_text": text,
         "config_note": note,
         "version": info.code_version,
@@ -191,7 +192,17 @@ def write_report(store: str | Path, run: str, out: str | Path) -> Path:
     out = Path(out)
     if not out.parent.exists():
         raise ValueError(f"out: folder {str(out.parent)!r} does not exist")
-    page = render_report(load_run(store, run))
+    from robustlab.report.sections import all_sections
+
+    data = load_run(store, run)
+    return write_page(out, render_report(data, all_sections(data, store)))
+
+
+def write_page(out: Path, page: str) -> Path:
+    """Write ``page`` to ``out`` atomically (a temporary file, then a rename); a ValueError
+    naming ``out`` when the folder is missing or not writable."""
+    if not out.parent.exists():
+        raise ValueError(f"out: folder {str(out.parent)!r} does not exist")
     tmp = out.with_name(out.name + ".tmp")
     try:
         tmp.write_text(page, encoding="utf-8")
@@ -201,4 +212,4 @@ def write_report(store: str | Path, run: str, out: str | Path) -> Path:
     return out
 
 
-__all__ = ["load_run", "render_report", "write_report", "environment", "RunData", "data_label", "model_label"]
+__all__ = ["load_run", "render_report", "write_report", "write_page", "environment", "RunData", "data_label", "model_label"]

@@ -17,7 +17,7 @@ from rich.table import Table
 from robustlab.evaluation.diagnostics import Diagnostic
 from robustlab.evaluation.store import RunInfo, Store
 from robustlab.report import plots
-from robustlab.report.html import _template_source, data_label, environment, model_label
+from robustlab.report.html import write_page, _template_source, data_label, environment, model_label
 
 
 @dataclass
@@ -125,14 +125,7 @@ def write_leaderboard(store: str | Path, out: str | Path) -> Path:
     if not out.parent.exists():
         raise ValueError(f"out: folder {str(out.parent)!r} does not exist")
     groups, unfinished = leaderboard(store)
-    page = render_leaderboard(groups, unfinished, Path(store).name)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(out)
-    except OSError as e:
-        raise ValueError(f"out: cannot write {str(out)!r} ({e.strerror or e})") from None
-    return out
+    return write_page(out, render_leaderboard(groups, unfinished, Path(store).name))
 
 
 __all__ = ["leaderboard", "rich_tables", "render_leaderboard", "write_leaderboard", "Group", "Entry"]

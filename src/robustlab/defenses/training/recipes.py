@@ -1,0 +1,231 @@
+"""Training recipes: what one optimiser step minimises.
+
+A recipe is a frozen dataclass with one method, ``loss(model, x, y, generator, progress)``
+returning a scalar tensor with a graph to the model's parameters (see the package docstring
+for the contract). The adversarial recipes find their points with the attack code itself
+(:func:`robustlab.attacks.gradient.run_pgd`, with a per-sample loss argument), never a copy.
+
+Shapes: x (B, ...) inputs in [0, 1], y (B,) int64 labels, logits (B, K).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustlab.attacks.base import Counter, ModelGuard
+from robustlab.attacks.gradient import LossFn, run_pgd
+from robustlab.threats import LpBall, check_lp
+
+
+@runtime_checkable
+class Recipe(Protocol):
+    """What ``train`` calls once per optimiser step; see the package docstring."""
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
+             progress: float) -> Tensor: ...
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare module under a DistributedDataParallel (or DataParallel) wrapper.
+
+    Attacks inside a recipe run on this one: they must not go through DDP's forward, which
+    expects every forward to be followed by a gradient all-reduce."""
+    return getattr(model, "module", model)
+
+
+def ramp(progress: float, warmup: float) -> float:
+    """The eps multiplier at ``progress`` in [0, 1]: linear from 0 to 1 over the first
+    ``warmup`` fraction of training, then 1 (``warmup`` 0: always 1)."""
+    if warmup <= 0:
+        return 1.0
+    return min(1.0, max(0.0, progress) / warmup)
+
+
+def scaled(threat: LpBall, factor: float) -> LpBall:
+    """``threat`` with its radius multiplied by ``factor`` in [0, 1] (the eps ramp)."""
+    if factor == 1.0:
+        return threat
+    if not isinstance(threat, LpBall):
+        raise TypeError(f"threat: an eps ramp needs an LpBall, got {type(threat).__name__}; use warmup=0")
+    return replace(threat, eps=threat.eps * factor)
+
+
+def perturb(model: nn.Module, threat: LpBall, x: Tensor, y: Tensor, generator: torch.Generator, *,
+            steps: int, step_size: float, random_start: bool = True,
+            loss: str | LossFn = "ce") -> Tensor:
+    """The last iterate of ``steps`` PGD steps on ``loss`` inside ``threat`` around ``x``.
+
+    Runs the attack loop on the bare model in eval mode with parameter gradients off (restored
+    afterwards, BatchNorm statistics included): ``steps`` forward+backward passes on the input,
+    nothing else. Returns (B, ...) detached points in the threat.
+    """
+    net = unwrap(model)
+    with ModelGuard(net, warn=False):
+        x_adv, _ = run_pgd(
+            Counter(net), threat, x, y, None, steps=steps, restarts=1, step_size=step_size,
+            random_start=random_start, loss=loss, early_stop=False, l1_sparsity=0.95,
+            generator=generator, last_iterate=True,
+        )
+    return x_adv.detach()
+
+
+def _check_common(threat: LpBall, warmup: float) -> None:
+    check_lp(threat)
+    if not isinstance(warmup, (int, float)) or not 0.0 <= warmup <= 1.0:
+        raise ValueError(f"warmup: expected a fraction of training in [0, 1], got {warmup!r}")
+
+
+def _check_steps(steps: int, step_size: float | None) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+    if step_size is not None and (not isinstance(step_size, (int, float)) or not step_size > 0):
+        raise ValueError(f"step_size: expected a number > 0, got {step_size!r}")
+
+
+@dataclass(frozen=True)
+class Standard:
+    """Cross-entropy on the clean batch (one forward+backward pass per step)."""
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
+             progress: float) -> Tensor:
+        return F.cross_entropy(model(x), y)
+
+    def spec(self) -> str:
+        return "standard"
+
+
+@dataclass(frozen=True)
+class PGDAT:
+    """PGD adversarial training (Madry et al. 2018): cross-entropy on PGD points of the threat.
+
+    Args:
+        threat: the LpBall trained against (e.g. LpBall("linf", 0.3)).
+        steps: PGD steps per batch; a step costs one forward+backward pass, so a training step
+            costs steps + 1 passes.
+        step_size: PGD step length in the threat's norm; default 2.5 * eps / steps.
+        random_start: start each PGD run at a uniform point of the ball.
+        warmup: eps grows linearly from 0 over this fraction of training (0: no ramp).
+    """
+
+    threat: LpBall
+    steps: int = 10
+    step_size: float | None = None
+    random_start: bool = True
+    warmup: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_common(self.threat, self.warmup)
+        _check_steps(self.steps, self.step_size)
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
+             progress: float) -> Tensor:
+        f = ramp(progress, self.warmup)
+        if f > 0:
+            t = scaled(self.threat, f)
+            step = f * (self.step_size if self.step_size is not None else 2.5 * self.threat.eps / self.steps)
+            x = perturb(model, t, x, y, generator, steps=self.steps, step_size=step,
+                        random_start=self.random_start)
+        return F.cross_entropy(model(x), y)
+
+    def spec(self) -> str:
+        return (f"pgdat:{self.threat.spec()}:steps={self.steps}:step={self.step_size}"
+                f":rs={int(self.random_start)}:warmup={self.warmup}")
+
+
+@dataclass(frozen=True)
+class FastAT:
+    """Fast adversarial training (Wong et al. 2020): one FGSM step of length ``alpha`` from a
+    uniform random start, projected back to the ball; two forward+backward passes per step.
+
+    Args:
+        threat: the LpBall trained against.
+        alpha: FGSM step length; Wong et al. use 1.25 * eps (MNIST: 0.375 at eps 0.3). Long
+            steps without the random start are what overfit catastrophically.
+        random_start: start from a uniform point of the ball (False: plain FGSM training).
+        warmup: eps (and alpha with it) ramps from 0 over this fraction of training.
+    """
+
+    threat: LpBall
+    alpha: float | None = None
+    random_start: bool = True
+    warmup: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_common(self.threat, self.warmup)
+        _check_steps(1, self.alpha)
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
+             progress: float) -> Tensor:
+        f = ramp(progress, self.warmup)
+        if f > 0:
+            alpha = self.alpha if self.alpha is not None else 1.25 * self.threat.eps
+            x = perturb(model, scaled(self.threat, f), x, y, generator, steps=1, step_size=f * alpha,
+                        random_start=self.random_start)
+        return F.cross_entropy(model(x), y)
+
+    def spec(self) -> str:
+        return f"fastat:{self.threat.spec()}:alpha={self.alpha}:rs={int(self.random_start)}:warmup={self.warmup}"
+
+
+@dataclass(frozen=True)
+class TRADES:
+    """TRADES (Zhang et al. 2019): clean cross-entropy plus ``beta`` times the KL divergence
+    from the clean prediction to the prediction at the point of the ball that maximises it.
+
+    The inner maximisation is PGD on the per-sample KL (the attack loop with a callable loss)
+    from a uniform random start; the outer loss runs clean and adversarial points through the
+    model as one batch of 2B rows. Cost per step: one forward for the KL target, ``steps``
+    forward+backward passes on B rows, one on 2B rows. Args as :class:`PGDAT`, plus ``beta``
+    (Zhang et al.: 6 for their MNIST and CIFAR-10 tables; their MNIST script defaults to 1).
+    """
+
+    threat: LpBall
+    beta: float = 1.0
+    steps: int = 10
+    step_size: float | None = None
+    warmup: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_common(self.threat, self.warmup)
+        _check_steps(self.steps, self.step_size)
+        if not isinstance(self.beta, (int, float)) or not math.isfinite(self.beta) or self.beta < 0:
+            raise ValueError(f"beta: expected a finite number >= 0, got {self.beta!r}")
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
+             progress: float) -> Tensor:
+        f = ramp(progress, self.warmup)
+        if f > 0:
+            net = unwrap(model)
+            with torch.no_grad(), ModelGuard(net, warn=False):
+                p_clean = F.softmax(net(x), dim=1)
+
+            def kl(logits: Tensor, yv: Tensor, tv: Tensor | None) -> Tensor:
+                return F.kl_div(F.log_softmax(logits, dim=1), p_clean, reduction="none").sum(dim=1)
+
+            step = f * (self.step_size if self.step_size is not None else 2.5 * self.threat.eps / self.steps)
+            x_adv = perturb(model, scaled(self.threat, f), x, y, generator, steps=self.steps,
+                            step_size=step, loss=kl)
+        else:
+            x_adv = x
+        logits = model(torch.cat([x, x_adv]))
+        clean, adv = logits[: x.shape[0]], logits[x.shape[0]:]
+        robust = F.kl_div(F.log_softmax(adv, dim=1), F.softmax(clean, dim=1), reduction="batchmean")
+        return F.cross_entropy(clean, y) + self.beta * robust
+
+    def spec(self) -> str:
+        return (f"trades:{self.threat.spec()}:beta={self.beta}:steps={self.steps}"
+                f":step={self.step_size}:warmup={self.warmup}")
+
+
+def recipe_threat(recipe: object) -> LpBall | None:
+    """The threat a recipe trains against (its ``threat`` attribute), or None."""
+    return getattr(recipe, "threat", None)
+
+
+__all__ = ["Recipe", "Standard", "PGDAT", "FastAT", "TRADES", "perturb", "ramp", "scaled", "unwrap",
+           "recipe_threat"]

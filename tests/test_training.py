@@ -1,0 +1,213 @@
+"""Training recipes, the loop's checkpoints and the failure-mode monitor, on real small runs
+(scikit-learn digits MLP; a 2000-image MNIST slice for catastrophic overfitting)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import robustlab as rl
+from robustlab.attacks import PGD
+from robustlab.defenses.training import (PGDAT, TRADES, Cyclic, FastAT, Monitor, Piecewise, Standard,
+                                         evaluate_epoch, perturb, ramp, train)
+from robustlab.defenses.training import _store, checkpoint
+from robustlab.models.architectures import digits_mlp, mnist_cnn
+from robustlab.threats import LpBall
+
+torch.set_num_threads(1)
+T01 = LpBall("linf", 0.1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = rl.data.load("digits", "train")
+    return x[:1000], y[:1000], x[1000:1200], y[1000:1200]
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    x, y, _, _ = digits
+    torch.manual_seed(0)
+    m = digits_mlp()
+    train(m, (x, y), Standard(), epochs=4, batch_size=50, lr=Piecewise(3e-3), seed=0)
+    return m
+
+
+def test_inner_maximisations_raise_their_own_losses(trained, digits) -> None:
+    """PGD-AT's points raise the cross-entropy, TRADES' the KL to the clean prediction, and both
+    stay in the ball: the attack loop with a callable loss really ascends it."""
+    x, y = digits[0][:200], digits[1][:200]
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        p_clean = F.softmax(trained(x), 1)
+
+    def kl(logits, yv, tv):
+        return F.kl_div(F.log_softmax(logits, 1), p_clean, reduction="none").sum(1)
+
+    start = T01.random_start(x, torch.Generator().manual_seed(1))
+    trained.train()  # as inside a training step: perturb runs it in eval mode and restores this
+    x_kl = perturb(trained, T01, x, y, g, steps=5, step_size=0.025, loss=kl)
+    x_ce = perturb(trained, T01, x, y, g, steps=5, step_size=0.025)
+    with torch.no_grad():
+        kl_start, kl_adv = kl(trained(start), y, None).mean(), kl(trained(x_kl), y, None).mean()
+        ce_clean, ce_adv = F.cross_entropy(trained(x), y), F.cross_entropy(trained(x_ce), y)
+    assert kl_adv > 5 * kl_start and kl_adv > 0.1
+    assert trained.training and all(p.requires_grad for p in trained.parameters())
+    trained.eval()
+    assert ce_adv > 2 * ce_clean
+    assert bool(T01.admits(x_kl, x).all()) and bool(T01.admits(x_ce, x).all())
+
+
+def test_pgd_callable_loss_is_the_named_loss(trained, digits) -> None:
+    x, y = digits[0][:100], digits[1][:100]
+
+    def ce(logits, yv, tv):
+        return F.cross_entropy(logits, yv, reduction="none")
+
+    a = PGD(T01, steps=5, seed=3)(trained, x, y)
+    b = PGD(T01, steps=5, seed=3, loss=ce)(trained, x, y)
+    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.success, b.success)
+    assert PGD(T01, loss=ce).name == "PGD-40-ce"
+
+
+def test_adversarial_training_beats_standard_under_attack(digits) -> None:
+    """On the same data and budget, PGD-AT's held-out PGD accuracy is far above standard
+    training's (a defense that holds, measured by the attack it was not trained on: PGD-10 from
+    another seed)."""
+    x, y, xv, yv = digits
+    accs = {}
+    for name, recipe in {"std": Standard(), "at": PGDAT(T01, steps=5)}.items():
+        torch.manual_seed(0)
+        m = digits_mlp()
+        train(m, (x, y), recipe, epochs=6, batch_size=50, lr=Piecewise(3e-3), seed=0)
+        accs[name] = evaluate_epoch(m, (xv, yv), T01)
+    assert accs["at"][1] > accs["std"][1] + 0.15
+    assert accs["at"][0] > 0.8
+
+
+def test_in_process_interrupt_resumes_bit_identically(digits, tmp_path: Path) -> None:
+    x, y, xv, yv = digits
+    recipe = TRADES(T01, beta=3.0, steps=2, warmup=0.3)
+
+    def run(ck, stop_at=None):
+        torch.manual_seed(0)
+        m = digits_mlp()
+
+        def on_step(epoch, step, spe, loss):
+            if stop_at is not None and (epoch, step) == stop_at:
+                raise KeyboardInterrupt
+
+        res = train(m, (x, y), recipe, epochs=3, batch_size=50, lr=Cyclic(5e-3), seed=4, checkpoint=ck,
+                    checkpoint_every=3, val=(xv, yv), on_step=on_step)
+        return m, res
+
+    ref, ref_res = run(None)
+    ck = tmp_path / "c.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run(ck, stop_at=(1, 8))  # killed after global step 28: the last checkpoint is at 27 = (1, 7)
+    m, res = run(ck)
+    assert res.resumed_at == (1, 7)
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, m.state_dict()[k]), k
+    assert [h.pgd_acc for h in res.history] == [h.pgd_acc for h in ref_res.history]
+    with pytest.raises(ValueError, match="checkpoint"):  # another recipe may not resume it
+        train(digits_mlp(), (x, y), Standard(), epochs=3, batch_size=50, checkpoint=ck)
+
+
+def test_checkpoint_write_is_atomic(tmp_path: Path) -> None:
+    p = tmp_path / "c.pt"
+    checkpoint.save_atomic({"a": torch.ones(3)}, p)
+    with pytest.raises(Exception):
+        checkpoint.save_atomic({"a": lambda: 0}, p)  # fails mid-write (unpicklable)
+    assert torch.equal(checkpoint.load(p)["a"], torch.ones(3))
+    assert os.listdir(tmp_path) == ["c.pt"]  # no temporary file left behind
+
+
+def _mnist_slice():
+    x, y = rl.data.load("mnist", "train", n=2300)
+    return x[:2000], y[:2000], x[2000:], y[2000:]
+
+
+@pytest.mark.slow
+def test_catastrophic_overfitting_is_flagged_stopped_and_rolled_back() -> None:
+    """FGSM training at a large step without random start (eps 0.25, lr 5e-3) on a 2000-image
+    MNIST slice: after epoch 1 PGD-10 accuracy collapses to ~0 while FGSM accuracy rises."""
+    x, y, xv, yv = _mnist_slice()
+    threat = LpBall("linf", 0.25)
+    torch.manual_seed(0)
+    m = mnist_cnn()
+    res = train(m, (x, y), FastAT(threat, alpha=0.625, random_start=False), epochs=4, batch_size=50,
+                lr=Piecewise(5e-3, ()), seed=0, val=(xv, yv),
+                monitor=Monitor(stop=("catastrophic_overfitting",), rollback=True))
+    co = [f for f in res.flags if f.kind == "catastrophic_overfitting"]
+    assert co and res.stopped
+    last = res.history[-1]
+    assert last.pgd_acc < 0.03 and last.fgsm_acc > res.history[0].fgsm_acc
+    # rolled back: the returned weights are the best epoch's, with its held-out PGD accuracy
+    assert res.best_epoch < last.epoch
+    best = res.history[res.best_epoch - 1]
+    assert evaluate_epoch(m, (xv, yv), threat)[1] == pytest.approx(best.pgd_acc)
+
+
+@pytest.mark.slow
+def test_fast_at_with_random_start_is_not_flagged() -> None:
+    """Fast AT done as published (random start, step 2.5 eps here) on the same slice: robust
+    accuracy grows, and neither flag fires."""
+    x, y, xv, yv = _mnist_slice()
+    threat = LpBall("linf", 0.2)
+    torch.manual_seed(0)
+    m = mnist_cnn()
+    res = train(m, (x, y), FastAT(threat, alpha=0.5), epochs=4, batch_size=50, lr=Piecewise(3e-3, ()), seed=0,
+                val=(xv, yv), monitor=Monitor(stop=("catastrophic_overfitting", "gradient_masking")))
+    assert res.flags == [] and not res.stopped
+    assert res.history[-1].pgd_acc > 0.45
+
+
+def test_epoch_rows_go_to_the_store(digits, tmp_path: Path) -> None:
+    from robustlab.evaluation.store import Store
+
+    x, y, xv, yv = digits
+    with Store(tmp_path / "r.db") as store:
+        res = train(digits_mlp(), (x, y), FastAT(T01), epochs=2, batch_size=100, seed=0, val=(xv, yv), store=store)
+        rows = _store.read_metrics(store, res.run_id)
+        assert [s for s, _ in rows] == [1, 2]
+        assert rows[1][1]["pgd_acc"] == res.history[1].pgd_acc
+        assert store.run(res.run_id).status == "done"
+
+
+def test_ramp_and_argument_errors() -> None:
+    assert ramp(0.1, 0.2) == pytest.approx(0.5) and ramp(0.5, 0.2) == 1.0 and ramp(0.0, 0.0) == 1.0
+    assert Cyclic(1.0, 0.5)(0.25) == pytest.approx(0.5) and Piecewise(1.0)(0.95) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="steps"):
+        PGDAT(T01, steps=0)
+    with pytest.raises(ValueError, match="beta"):
+        TRADES(T01, beta=-1.0)
+    with pytest.raises(ValueError, match="warmup"):
+        FastAT(T01, warmup=2.0)
+    with pytest.raises(ValueError, match="stop"):
+        Monitor(stop=("overfit",))
+    x, y = torch.rand(10, 1, 8, 8), torch.zeros(10, dtype=torch.int64)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(digits_mlp(), (x, y), Standard(), epochs=1, batch_size=20)
+    with pytest.raises(TypeError, match="recipe"):
+        train(digits_mlp(), (x, y), object(), epochs=1, batch_size=5)
+    with pytest.raises(TypeError, match="data"):
+        train(digits_mlp(), x, Standard(), epochs=1, batch_size=5)
+
+
+def test_training_curves_render_the_stored_rows(digits, tmp_path: Path) -> None:
+    import base64
+
+    from robustlab.defenses.training.curves import training_curves
+    from robustlab.evaluation.store import Store
+
+    x, y, xv, yv = digits
+    with Store(tmp_path / "r.db") as store:
+        res = train(digits_mlp(), (x, y), FastAT(T01), epochs=2, batch_size=100, seed=0, val=(xv, yv), store=store)
+        png = base64.b64decode(training_curves(_store.read_metrics(store, res.run_id)))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    with pytest.raises(ValueError, match="rows"):
+        training_curves([])
