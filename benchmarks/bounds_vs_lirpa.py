@@ -16,6 +16,7 @@ import json
 import platform
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm  # noqa: E402
+from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
 
-import robustlab as rl  # noqa: E402
-from robustlab.certify import Residual, bounds, margin_spec  # noqa: E402
-from robustlab.models.layers import Normalize  # noqa: E402
+import robustlab as rl
+from robustlab.certify import Residual, bounds, margin_spec
+from robustlab.models.layers import Normalize
 
 
 def residual_net() -> nn.Module:
@@ -65,6 +66,16 @@ def nets(crownibp_path: str | None) -> list[tuple[str, nn.Module, float]]:
     return out
 
 
+def lirpa_bounds(lirpa: BoundedModule, bx: BoundedTensor, method: str, spec: torch.Tensor):
+    with torch.no_grad() if method != "alpha-CROWN" else torch.enable_grad():
+        return lirpa.compute_bounds(x=(bx,), method=method, C=spec)
+
+
+def our_bounds(net: nn.Module, x: torch.Tensor, ball: rl.LpBall, method: str, spec: torch.Tensor, steps: int):
+    with torch.no_grad():
+        return bounds(net, x, ball, method, spec, alpha_steps=steps)
+
+
 def timed(fn, repeat: int):
     best, val = float("inf"), None
     for _ in range(repeat):
@@ -82,6 +93,7 @@ def main() -> None:
     ap.add_argument("--crownibp", default=None, help="weights file if the model is not shipped yet")
     ap.add_argument("--out", default="benchmarks/results/bounds_vs_lirpa.json")
     ap.add_argument("--nets", default=None, help="comma-separated substrings of net names to run")
+    ap.add_argument("--methods", default="ibp,crown,alpha-crown")
     ap.add_argument("--lirpa-conv-mode", default=None, help="auto_LiRPA bound_opts conv_mode ('matrix')")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -97,16 +109,13 @@ def main() -> None:
         bx = BoundedTensor(x, ptb)
         ball = rl.LpBall("linf", eps)
         for method, theirs_name in (("ibp", "IBP"), ("crown", "CROWN"), ("alpha-crown", "alpha-CROWN")):
+            if method not in args.methods.split(","):
+                continue
             if method == "alpha-crown":
                 lirpa.set_bound_opts({"optimize_bound_args": {"iteration": args.alpha_steps, "lr_alpha": 0.1}})
 
-            def theirs():
-                with torch.no_grad() if method != "alpha-crown" else torch.enable_grad():
-                    return lirpa.compute_bounds(x=(bx,), method=theirs_name, C=spec)
-
-            def ours():
-                with torch.no_grad():
-                    return bounds(net, x, ball, method, spec, alpha_steps=args.alpha_steps)
+            theirs = partial(lirpa_bounds, lirpa, bx, theirs_name, spec)
+            ours = partial(our_bounds, net, x, ball, method, spec, args.alpha_steps)
             reps = 1 if method == "alpha-crown" else args.repeat
             ours()  # warm-up
             try:

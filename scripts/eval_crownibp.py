@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 import robustlab as rl
-from robustlab.certify import CROWN, IBP
+from robustlab.certify import CROWN, IBP, AlphaCROWN
 from robustlab.models.certified import mnist_cnn_small
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "robustlab" / "models" / "weights"
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--name", default="mnist-cnn-crownibp")
     ap.add_argument("--eps", type=float, nargs="+", default=[0.3, 0.1])
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--start", type=int, default=0, help="first test point (to split a long run)")
     ap.add_argument("--attacks", default="standard")
     ap.add_argument("--certify", default="ibp,crown", help="comma-separated certifiers ('' for none)")
     ap.add_argument("--tag", default="all", help="figures go to RUN/figures-TAG.json")
@@ -52,16 +53,17 @@ def main() -> None:
     with torch.no_grad():
         clean10k = float(torch.cat([model(xt[i:i + 1000]).argmax(1) for i in range(0, len(xt), 1000)]).eq(yt)
                          .float().mean())
-    x, y = xt[:args.n], yt[:args.n]
+    x, y = xt[args.start:args.start + args.n], yt[args.start:args.start + args.n]
     with torch.no_grad():
         clean = float(model(x).argmax(1).eq(y).float().mean())
     figures: dict[str, float] = {"clean_accuracy_test_10k": clean10k, f"clean_accuracy_first{args.n}": clean}
     for eps in args.eps:
         ball = rl.LpBall("linf", eps)
-        for cert in [{"ibp": IBP(), "crown": CROWN()}[c] for c in args.certify.split(",") if c]:
+        for cert in [{"ibp": IBP(), "crown": CROWN(), "alpha-crown": AlphaCROWN()}[c] for c in args.certify.split(",") if c]:
             t0 = time.time()
             res = cert(model, x, y, ball)
-            figures[f"{cert.name}_certified_accuracy_linf{eps:g}_first{args.n}"] = float(res.certified.float().mean())
+            part = f"first{args.n}" if args.start == 0 else f"points{args.start}-{args.start + args.n}"
+            figures[f"{cert.name}_certified_accuracy_linf{eps:g}_{part}"] = float(res.certified.float().mean())
             figures[f"{cert.name}_seconds_linf{eps:g}"] = round(time.time() - t0, 1)
             print(json.dumps({k: v for k, v in figures.items() if f"{eps:g}" in k}), flush=True)
     if args.attacks:

@@ -16,10 +16,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm  # noqa: E402
+from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
+from bound_samplers import small_net
 
-from bound_samplers import small_net  # noqa: E402
-from robustlab.certify import margin_spec  # noqa: E402
+from robustlab.certify import margin_spec
 
 KINDS, EPS = ("mlp", "cnn", "residual"), 0.05
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from bound_samplers import ball_points, pgd_points, spec_values
+from bound_samplers import small_net as _net
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from bound_samplers import ball_points, pgd_points, small_net as _net, spec_values
 from robustlab.certify import CROWN, IBP, AlphaCROWN, bounds, margin_spec
 from robustlab.threats import LpBall
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from bound_samplers import small_net
+
 from robustlab.certify import bounds, margin_spec
 from robustlab.threats import LpBall
 

@@ -29,7 +29,12 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.certify.graph import Node, build_graph
-from robustlab.certify.ops import backward_affine, backward_relu, interval_affine, relu_relaxation
+from robustlab.certify.ops import (
+    backward_affine,
+    backward_relu,
+    interval_affine,
+    relu_relaxation,
+)
 from robustlab.models.layers import Normalize
 from robustlab.threats import check_lp
 
@@ -117,7 +122,8 @@ def _interval(node: Node, lo: list[Tensor], hi: list[Tensor]) -> tuple[Tensor, T
 
 
 def _refine(nodes: list[Node], k: int, lo: list[Tensor], hi: list[Tensor],
-            relax: dict[int, tuple[Tensor, Tensor, Tensor]], dom: Domain, max_elements: int) -> None:
+            relax: dict[int, tuple[Tensor, Tensor, Tensor]], dom: Domain, max_elements: int,
+            intersect: bool = False) -> None:
     """Replace node k's interval bounds by CROWN bounds on the neurons they leave unstable.
 
     Each sample back-substitutes only its own unstable neurons (rows padded to the largest
@@ -148,6 +154,8 @@ def _refine(nodes: list[Node], k: int, lo: list[Tensor], hi: list[Tensor],
         del al
         au, bu = _backsub(nodes, k, a, relax, upper_side=True)
         new_u[rows_n, cols[ok]] = concretize(au, bu, dom, upper_side=True)[ok]
+    if intersect:  # both bounds are sound, so is the tighter of the two
+        new_l, new_u = torch.maximum(new_l, lk), torch.minimum(new_u, hk)
     lo[k], hi[k] = new_l.view_as(lo[k]), new_u.view_as(hi[k])
 
 
@@ -207,7 +215,7 @@ def _optimise_alpha(nodes: list[Node], spec: Tensor, relax: dict[int, tuple[Tens
 
 def bounds(model: nn.Module, x: Tensor, threat: object, method: str = "crown", spec: Tensor | None = None,
            *, alpha_steps: int = 20, alpha_lr: float = 0.1, lower: bool = True, upper: bool = True,
-           max_elements: int = MAX_ELEMENTS) -> tuple[Tensor | None, Tensor | None]:
+           max_elements: int = MAX_ELEMENTS, intersect_ibp: bool = False) -> tuple[Tensor | None, Tensor | None]:
     """Lower and upper bounds of ``spec @ model(z)`` over the threat set around each x[i].
 
     Args:
@@ -220,6 +228,9 @@ def bounds(model: nn.Module, x: Tensor, threat: object, method: str = "crown", s
         alpha_steps, alpha_lr: alpha-CROWN's optimisation (ignored by other methods).
         lower, upper: which sides to compute (the other is returned as None).
         max_elements: cap on the floats of one back-substitution coefficient tensor.
+        intersect_ibp: keep, neuron by neuron, the tighter of the CROWN and IBP intermediate
+            bounds (sound, and much tighter on IBP-trained networks, where CROWN's intermediate
+            bounds are often looser than IBP's); False gives auto_LiRPA's bounds.
 
     Returns:
         (lower (N, S), upper (N, S)); differentiable in the model's parameters except for
@@ -242,7 +253,7 @@ def bounds(model: nn.Module, x: Tensor, threat: object, method: str = "crown", s
         elementwise = node.kind == "affine" and isinstance(node.module, ELEMENTWISE)
         mixing += 0 if elementwise else 1
         if method in ("crown", "alpha-crown") and k in feeds_relu and (mixing > 1 or dom.q is not None):
-            _refine(nodes, k, lo, hi, _relaxations(nodes[: k + 1], lo, hi), dom, max_elements)
+            _refine(nodes, k, lo, hi, _relaxations(nodes[: k + 1], lo, hi), dom, max_elements, intersect_ibp)
     if method == "ibp":
         lb, ub = _ibp_output(nodes, lo, hi, spec_t)
         return (lb if lower else None), (ub if upper else None)
