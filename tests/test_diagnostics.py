@@ -31,10 +31,10 @@ def pts():
     return rl.data.load("mnist", split="test", n=40)
 
 
-def _eval(model, pts, attacks=None):
+def _eval(model, pts, attacks=None, diagnostics="full"):
     torch.manual_seed(0)
     x, y = pts
-    return rl.evaluate(model, x, y, THREAT, attacks or [rl.attacks.PGD(THREAT, steps=5)])
+    return rl.evaluate(model, x, y, THREAT, attacks or [rl.attacks.PGD(THREAT, steps=5)], diagnostics=diagnostics)
 
 
 def test_entries_are_complete_and_cost_is_reported(pts):
@@ -47,7 +47,9 @@ def test_entries_are_complete_and_cost_is_reported(pts):
         assert d.seconds >= 0 and d.forward_calls >= 0 and d.backward_calls >= 0
     by = {d.name: d for d in rep.diagnostics}
     assert by["gradients"].backward_calls == 40  # one backward per clean-correct point
-    assert by["unbounded_eps"].forward_calls > 0
+    # One sweep serves accuracy_vs_eps and unbounded_eps: its cost is reported once.
+    assert by["accuracy_vs_eps"].forward_calls > 0 and by["unbounded_eps"].forward_calls == 0
+    assert "shared" in by["unbounded_eps"].details["cost"]
 
 
 def test_quantized_input_is_flagged(pts):
@@ -115,7 +117,7 @@ def test_iterative_attack_weaker_than_fgsm_is_flagged(pts):
 def test_standard_model_is_not_flagged():
     x, y = rl.data.load("mnist", split="test", n=100)
     torch.manual_seed(0)
-    rep = rl.evaluate(rl.models.load("mnist-cnn"), x, y, THREAT)  # the default evaluation
+    rep = rl.evaluate(rl.models.load("mnist-cnn"), x, y, THREAT, diagnostics="full")
     assert rep.robust_accuracy < 0.05
     assert _warned(rep) == set(), [d.explanation for d in rep.diagnostics if d.status == "warn"]
     assert len(rep.diagnostics) == len(ALL)
@@ -125,7 +127,7 @@ def test_standard_model_is_not_flagged():
 def test_adversarially_trained_model_is_not_flagged():
     x, y = rl.data.load("mnist", split="test", n=100)
     torch.manual_seed(0)
-    rep = rl.evaluate(rl.models.load("mnist-cnn-at"), x, y, THREAT, "pgd-20")
+    rep = rl.evaluate(rl.models.load("mnist-cnn-at"), x, y, THREAT, "pgd-20", diagnostics="full")
     assert rep.robust_accuracy > 0.8
     assert _warned(rep) == set(), [d.explanation for d in rep.diagnostics if d.status == "warn"]
 
@@ -164,3 +166,25 @@ def test_black_box_targets_get_only_the_checks_they_can_pay_for(pts):
     with pytest.warns(UserWarning, match="query budget ran out"):
         diags = run_diagnostics(tight, x, y, THREAT, [], clean_correct=clean, robust=robust)
     assert [d.name for d in diags] == ["clean_accuracy", "softmax_outputs", "randomized_model"]
+
+
+@pytest.mark.parametrize("masked, expected", [(QuantizedInput, {"gradients", "unbounded_eps"}),
+                                              (SaturatedSoftmax, {"softmax_outputs", "gradients"})])
+def test_the_default_fast_diagnostics_stay_in_budget_and_still_catch_masking(masked, expected):
+    x, y = rl.data.load("mnist", split="test", n=200)
+    torch.manual_seed(0)
+    rep = rl.evaluate(masked(), x, y, THREAT, "pgd-20")  # the default call: diagnostics "fast"
+    spent = sum(d.forward_calls + d.backward_calls for d in rep.diagnostics)
+    assert spent <= 0.25 * (rep.forward_calls + rep.backward_calls)
+    assert expected <= _warned(rep)
+    scope = {d.name: d for d in rep.diagnostics}["scope"]
+    assert "accuracy_vs_eps" in scope.explanation and "Square" in scope.explanation
+    assert "accuracy_vs_eps" not in {d.name for d in rep.diagnostics}
+
+
+def test_fast_diagnostics_do_not_flag_the_shipped_models():
+    x, y = rl.data.load("mnist", split="test", n=200)
+    for name in ("mnist-cnn", "mnist-cnn-at"):
+        torch.manual_seed(0)
+        rep = rl.evaluate(rl.models.load(name), x, y, THREAT, "pgd-20")
+        assert _warned(rep) == set(), (name, [d.explanation for d in rep.diagnostics if d.status == "warn"])

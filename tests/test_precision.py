@@ -9,7 +9,7 @@ from torch import nn
 import robustlab as rl
 from robustlab.attacks.base import Counter, ModelGuard
 from robustlab.cli import main
-from robustlab.evaluation.runner import _run_batch
+from robustlab.evaluation.runner import run_batch
 from robustlab.report.leaderboard import leaderboard
 from robustlab.results import AttackResult
 
@@ -92,9 +92,8 @@ def test_a_point_is_broken_only_if_the_full_precision_model_misclassifies_it():
     x, y = torch.rand(6, 1, 4, 4), torch.ones(6, dtype=torch.int64)
     threat = rl.LpBall("linf", 0.1)
     with ModelGuard(m):
-        (cc, robust, broken_by, _, _), _ = _run_batch(m, x, y, threat, [_ClaimEverything()], 0,
-                                                      attack_model=rl.models.Autocast(m, tol=0))
-    assert bool(cc.all()) and bool(robust.all()) and bool((broken_by == -1).all())
+        b = run_batch(m, rl.models.Autocast(m, tol=0), x, y, threat, [_ClaimEverything()], [], 0)
+    assert bool(b.clean_correct.all()) and bool(b.robust.all()) and bool((b.broken_by == -1).all())
 
 
 def test_evaluate_bf16_matches_fp32_and_is_its_own_run(at_model, mnist_test, linf03, tmp_path):

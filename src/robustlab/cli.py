@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -19,29 +20,59 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="robustlab: attack, defend and honestly evaluate models.")
-console = Console(width=None if sys.stdout.isatty() else 120)
+console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120") or 120))
 err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
     """One clear line on stderr, then exit (2 for bad arguments)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
-def _load_model(spec: str, weights: Optional[Path], device: str):
+def _attack_help() -> str:
+    from robustlab.evaluation.registry import names
+
+    return ", ".join(names())
+
+
+def _certifier_help() -> str:
+    from robustlab.evaluation.registry import CERTIFIERS, names
+
+    return ", ".join(names(CERTIFIERS))
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        fail(f"device: expected cpu, cuda or cuda:N, got {device!r}")
+        return
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        fail(f"device: {device} asked for, but this torch ({torch.__version__}) has no usable CUDA device; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        fail(f"device: {device} does not exist (this machine has {torch.cuda.device_count()} CUDA device(s))")
+
+
+def _load_model(spec: str, weights: Optional[Path], device: str, untrained: bool = False):
     import robustlab as rl
 
+    _check_device(device)
     if spec.endswith(".py"):
+        if weights is None and not untrained:
+            fail(f"weights: {spec} builds an untrained model; pass --weights FILE.safetensors "
+                 "(or --untrained to evaluate random weights on purpose)")
         return rl.models.load_from_file(spec, weights, device=device)
     if weights is not None:
         fail("weights: --weights goes with a builder file (--model path/to/model.py), not a shipped model name")
     return rl.models.load(spec, device=device)
 
 
-def _load_access_model(spec: str, weights: Optional[Path], device: str, access: str, x1):
+def _load_access_model(spec: str, weights: Optional[Path], device: str, access: str, x1, untrained: bool = False):
     """The model at the access level asked for: an HTTP endpoint, or a local model (restricted
     to score-only or label-only access unless ``access`` is "white")."""
     import robustlab as rl
@@ -55,7 +86,7 @@ def _load_access_model(spec: str, weights: Optional[Path], device: str, access: 
         if weights is not None:
             fail("weights: --weights goes with a builder file, not an HTTP model")
         return rl.models.HTTPModel(spec, access=access)
-    net = _load_model(spec, weights, device)
+    net = _load_model(spec, weights, device, untrained)
     if access == "white":
         return net
     return rl.models.as_access(net, access, n_classes=probe_model(net, x1))
@@ -66,21 +97,25 @@ def evaluate(
     ctx: typer.Context,
     model: Optional[str] = typer.Option(None, help="A shipped model name (see `robustlab models`) or a builder file model.py"),
     weights: Optional[Path] = typer.Option(None, help="safetensors weights for a builder file"),
-    data: str = typer.Option("mnist", help="Dataset: mnist or digits"),
+    untrained: bool = typer.Option(False, "--untrained", help="Allow a builder file without --weights (random weights, on purpose)"),
+    data: str = typer.Option("mnist", help="A shipped dataset (mnist, digits, fashion-mnist, ...) or your own: "
+                             "an .npz (x, y), a folder of class subfolders of images, a CIFAR-10 binary folder"),
     split: str = typer.Option("test", help="train or test"),
     n: Optional[int] = typer.Option(None, help="Number of points from --start [default: 1000, or what the split has]"),
     start: int = typer.Option(0, help="Index of the first point"),
-    threat: str = typer.Option("linf:0.3", help="NORM:EPS, e.g. linf:0.3, l2:1.5, linf:8/255"),
-    attacks: str = typer.Option("pgd", help="Comma-separated attacks or an ensemble: standard, plus, rand (AutoAttack); "
-                                "fgsm, pgd[-STEPS][xRESTARTS], pgd-margin-STEPS, apgd-ce, apgd-dlr, apgd-t, fab, fab-t, cw, "
-                                "deepfool; black-box: square[-Q], spsa, nes, hsj[-Q], boundary"),
+    threat: str = typer.Option("linf:0.3", help="The threat's spec: linf:0.3, l2:1.5, linf:8/255, ... (db:-30 for audio, "
+                               "words:0.2,sim:0.8 for text where installed)"),
+    attacks: str = typer.Option("pgd", help="Comma-separated attacks or ensembles: " + _attack_help()),
+    certify: Optional[str] = typer.Option(None, "--certify", help="Certifiers run before the attacks: " + _certifier_help()),
     batch_size: int = typer.Option(500, help="Points per batch (each finished batch is stored)"),
     seed: int = typer.Option(0, help="Base seed of the attacks"),
     store: Optional[Path] = typer.Option(None, help="SQLite result store; makes the run resumable"),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML config to reproduce (see examples/eval.toml); options given here override it"),
     save_config: Optional[Path] = typer.Option(None, "--save-config", help="Where to write the config this run used [default: next to the store, else ./robustlab-eval-<hash>.toml]"),
-    diagnostics: bool = typer.Option(True, "--diagnostics/--no-diagnostics", help="Run the gradient-masking checks on up to 100 of the points"),
+    diagnostics: str = typer.Option("fast", "--diagnostics", help="Gradient-masking checks: fast (budgeted to 25% of the "
+                                    "evaluation's passes), full (every check on up to 100 points) or off"),
+    no_diagnostics: bool = typer.Option(False, "--no-diagnostics", help="Same as --diagnostics off"),
     min_robust_acc: Optional[float] = typer.Option(None, "--min-robust-acc", help="Gate: exit 1 when robust accuracy is below this fraction (e.g. 0.8)"),
     workers: int = typer.Option(0, help="Shard the batches over N Ray workers (a local Ray instance unless --ray); needs --store"),
     ray: Optional[str] = typer.Option(None, "--ray", help="Address of a running Ray cluster to shard over (e.g. auto, ray://host:10001)"),
@@ -97,8 +132,9 @@ def evaluate(
     try:
         cfg = _merge_config(ctx, config, {
             "model": model, "weights": None if weights is None else str(weights), "device": device, "data": data,
-            "split": split, "start": start, "n": n, "threat": threat, "attacks": attacks, "batch_size": batch_size,
-            "seed": seed, "diagnostics": diagnostics, "min_robust_acc": min_robust_acc,
+            "split": split, "start": start, "n": n, "threat": threat, "attacks": attacks, "certify": certify,
+            "batch_size": batch_size,
+            "seed": seed, "diagnostics": "off" if no_diagnostics else diagnostics, "min_robust_acc": min_robust_acc,
             "store": None if store is None else str(store), "workers": workers, "ray": ray, "access": access,
             "precision": precision},
             load_config, EvalConfig)
@@ -110,24 +146,31 @@ def evaluate(
     store = None if cfg.store is None else Path(cfg.store)
     batch_size, seed, device, diagnostics = cfg.batch_size, cfg.seed, cfg.device, cfg.diagnostics
     min_robust_acc, workers, ray, access = cfg.min_robust_acc, cfg.workers, cfg.ray, cfg.access
-    precision = cfg.precision
+    precision, certify = cfg.precision, cfg.certify
     try:
-        threat_obj = rl.LpBall.parse(threat)
+        threat_obj = rl.threats.parse_threat(threat)
         if n is not None and n <= 0:
             fail(f"n: expected a positive number of points, got {n}")
         if n is None:
-            size = rl.data.info(data).sizes.get(split, 0)
+            size = rl.data.size(data, split)
             n = max(1, min(1000, size - start))
             cfg.n = n
         if (workers or ray) and store is None:
             fail("store: --workers/--ray need --store (the shards meet in the result store)")
         x, y = rl.data.load(data, split=split, n=n, start=start)
-        net = _load_access_model(model, weights, device, access, x[:1].to(device))
+        tensor_x = isinstance(x, rl.evaluation.runner.Tensor)
+        net = _load_access_model(model, weights, device, access, x[:1].to(device) if tensor_x else x[:1], untrained)
         attack_list = rl.evaluation.runner.resolve_attacks(attacks, threat_obj)  # ensembles: a row per attack
-        x, y = x.to(device), y.to(device)
-        if access == "white":
-            probe_model(net, x[:1])
-        cfg_path = write_config(cfg, save_config if save_config is not None else default_config_path(cfg))
+        cert_list = rl.evaluation.runner.resolve_certifiers(certify)
+        if tensor_x:
+            x = x.to(device)
+        y = y.to(device)
+        if access == "white" and tensor_x:
+            probe_model(net, x[:2])
+        target = save_config if save_config is not None else default_config_path(cfg)
+        cfg_path = write_config(cfg, target) if target is not None else None
+    except typer.Exit:
+        raise
     except (ValueError, TypeError, FileNotFoundError) as e:
         fail(str(e))
         return
@@ -135,46 +178,27 @@ def evaluate(
         fail(f"device: {e}" if "device" in str(e).lower() or "cuda" in str(e).lower() else str(e))
         return
 
-    data_desc = {"name": data, "split": split, "start": start, "n": int(x.shape[0]), "model": model,
-                 "config": cfg.to_dict(), "config_file": str(cfg_path)}
-    console.print(f"[bold]robustlab evaluate[/] model={escape(model)} data={data}/{split}[{start}:{start + x.shape[0]}] "
-                  f"threat={threat_obj} attacks={escape(', '.join(rl.evaluation.runner.attack_name(a) for a in attack_list))}"
+    npts = len(x) if not tensor_x else int(x.shape[0])
+    data_desc = {"name": data, "split": split, "start": start, "n": npts, "model": model,
+                 "config": cfg.to_dict(), "config_file": None if cfg_path is None else str(cfg_path)}
+    console.print(f"[bold]robustlab evaluate[/] model={escape(model)} data={escape(data)}/{escape(split)}"
+                  f"\\[{start}:{start + npts}] threat={escape(threat_obj.spec())} "
+                  f"attacks={escape(', '.join(rl.evaluation.runner.attack_name(a) for a in attack_list))}"
+                  + (f" certify={escape(certify)}" if certify else "")
                   + ("" if precision == "fp32" else f" precision={precision} (success decided in fp32)"),
                   highlight=False)
-    console.print(f"config written to {escape(str(cfg_path))} (reproduce: robustlab evaluate --config {escape(str(cfg_path))})",
-                  highlight=False)
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as bar:
-        task = bar.add_task("evaluating", total=int(x.shape[0]))
-
-        def tick(done: int, total: int) -> None:
-            last = done >= total and diagnostics
-            bar.update(task, completed=done, description="diagnostics" if last else "evaluating")
-
-        try:
-            if workers or ray:
-                from robustlab.evaluation.distributed import evaluate_distributed
-
-                report = evaluate_distributed(net, x, y, threat_obj, attack_list, store=store,
-                                              workers=max(workers, 1), address=ray, batch_size=batch_size,
-                                              seed=seed, data=data_desc, progress=tick, diagnostics=diagnostics,
-                                              precision=precision)
-            else:
-                report = rl.evaluate(net, x, y, threat_obj, attacks=attack_list, batch_size=batch_size, seed=seed,
-                                     store=store, data=data_desc, progress=tick, diagnostics=diagnostics,
-                                     precision=precision)
-        except (ValueError, TypeError) as e:
-            bar.stop()
-            fail(str(e))
-            return
-        except KeyboardInterrupt:
-            bar.stop()
-            msg = "interrupted"
-            if store is not None:
-                msg += f"; finished batches are kept in {store}: rerun the same command to resume"
-            err.print(msg, highlight=False)
-            raise typer.Exit(130) from None
-    _print_report(report, store)
+    if cfg_path is not None:
+        console.print(f"config written to {escape(str(cfg_path))} (reproduce: robustlab evaluate --config "
+                      f"{escape(str(cfg_path))})", highlight=False)
+    views = ["naive", "adaptive"] if callable(getattr(net, "naive_view", None)) else ["adaptive"]
+    for view in views:
+        if len(views) > 1:
+            console.print("[bold]" + ("non-adaptive: attacks on the bare model, transferred to the defense"
+                                      if view == "naive" else "adaptive: attacks on the defense's attack view") + "[/]",
+                          highlight=False)
+        report = _run_evaluation(rl, net, x, y, threat_obj, attack_list, cert_list, batch_size, seed, store, data_desc,
+                                 diagnostics if view == "adaptive" else False, precision, view, workers, ray, npts)
+        _print_report(report, store)
     _print_diagnostics(report.diagnostics)
     if min_robust_acc is not None:
         ok = report.robust_accuracy >= min_robust_acc
@@ -184,6 +208,46 @@ def evaluate(
         console.print(f"[bold {'green' if ok else 'red'}]{line}[/]", highlight=False, soft_wrap=True)
         if not ok:
             raise typer.Exit(1)
+
+
+def _run_evaluation(rl, net, x, y, threat_obj, attack_list, cert_list, batch_size, seed, store, data_desc, diagnostics,
+                    precision, view, workers, ray, npts):
+    """One evaluation with a progress bar; errors become one line (exit 2 for bad input, 1 for a
+    failed or unsound run, 130 when interrupted)."""
+    from robustlab.evaluation.runner import EvaluationFailed, UnsoundCertificate
+
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("evaluating" if view == "adaptive" else "non-adaptive", total=npts)
+
+        def tick(done: int, total: int) -> None:
+            last = done >= total and diagnostics
+            bar.update(task, completed=done, description="diagnostics" if last else "evaluating")
+
+        try:
+            if workers or ray:
+                from robustlab.evaluation.distributed import evaluate_distributed
+
+                return evaluate_distributed(net, x, y, threat_obj, attack_list, store=store,
+                                            workers=max(workers, 1), address=ray, batch_size=batch_size,
+                                            seed=seed, data=data_desc, progress=tick, diagnostics=diagnostics,
+                                            precision=precision, certifiers=cert_list, view=view)
+            return rl.evaluate(net, x, y, threat_obj, attacks=attack_list, certifiers=cert_list, batch_size=batch_size,
+                               seed=seed, store=store, data=data_desc, progress=tick, diagnostics=diagnostics,
+                               precision=precision, view=view)
+        except (ValueError, TypeError) as e:
+            bar.stop()
+            fail(str(e))
+        except (EvaluationFailed, UnsoundCertificate) as e:
+            bar.stop()
+            fail(str(e), code=1)
+        except KeyboardInterrupt:
+            bar.stop()
+            msg = "interrupted"
+            if store is not None:
+                msg += f"; finished batches are kept in {store}: rerun the same command to resume"
+            err.print(escape(msg), highlight=False)
+            raise typer.Exit(130) from None
 
 
 def _merge_config(ctx: typer.Context, path: Optional[Path], cli: dict, load_config, EvalConfig):
@@ -228,20 +292,27 @@ def _print_diagnostics(diags) -> None:
 
 
 def _print_report(report, store: Optional[Path]) -> None:
-    t = Table(title=f"{report.n} points, threat {report.threat}", title_justify="left")
+    t = Table(title=escape(f"{report.n} points, threat {report.threat}"), title_justify="left")
     t.add_column("stage")
     t.add_column("accuracy", justify="right")
     t.add_column("broken", justify="right")
     t.add_column("attacked", justify="right")
-    t.add_column("forward", justify="right")
-    t.add_column("backward", justify="right")
+    t.add_column("forward (per point)", justify="right")
+    t.add_column("backward (per point)", justify="right")
     t.add_column("seconds", justify="right")
     t.add_row("clean", f"{100 * report.clean_accuracy:.2f}%", "", "", "", "", "")
+
+    def per(total: int, points: int) -> str:
+        return f"{total:,} ({total / points:.1f})" if points else f"{total:,}"
+
+    for c in report.certificates:
+        t.add_row(f"certified: {escape(c.name)}", f"{100 * c.certified_accuracy:.2f}%", "", str(c.attempted),
+                  f"{c.forward_calls:,}", "", f"{c.seconds:.1f}")
     for s in report.attacks:
-        t.add_row(s.name, f"{100 * s.robust_accuracy:.2f}%", str(s.broken), str(s.attacked),
-                  f"{s.forward_calls:,}", f"{s.backward_calls:,}", f"{s.seconds:.1f}")
-    t.add_row("[bold]robust[/]", f"[bold]{100 * report.robust_accuracy:.2f}%[/]", "", "",
-              f"{report.forward_calls:,}", f"{report.backward_calls:,}", f"{report.seconds:.1f}")
+        t.add_row(escape(s.name), f"{100 * s.robust_accuracy:.2f}%", str(s.broken), str(s.attacked),
+                  per(s.forward_calls, s.attacked), per(s.backward_calls, s.attacked), f"{s.seconds:.1f}")
+    t.add_row("[bold]robust[/]", f"[bold]{100 * report.robust_accuracy:.2f}%[/]", "", str(report.n),
+              per(report.forward_calls, report.n), per(report.backward_calls, report.n), f"{report.seconds:.1f}")
     console.print(t)
     tail = f"wall time {report.seconds:.1f}s"
     if report.run_id:
@@ -249,7 +320,8 @@ def _print_report(report, store: Optional[Path]) -> None:
         if report.resumed_points:
             tail += f" (resumed: {report.resumed_points} points were already stored)"
     console.print(tail, highlight=False)
-    console.print(f"clean accuracy {100 * report.clean_accuracy:.2f}%, robust accuracy "
+    cert = "" if report.certified_accuracy is None else f"certified accuracy {100 * report.certified_accuracy:.2f}%, "
+    console.print(f"clean accuracy {100 * report.clean_accuracy:.2f}%, {cert}robust accuracy "
                   f"{100 * report.robust_accuracy:.2f}%", highlight=False)
 
 
@@ -306,22 +378,26 @@ def runs(store: Path = typer.Argument(..., help="SQLite result store")) -> None:
     if not store.is_file():
         fail(f"store: no such file {str(store)!r}")
     try:
-        with Store(store) as db:
+        with Store(store, readonly=True) as db:
             rows = db.runs()
     except ValueError as e:
         fail(str(e))
         return
     t = Table()
-    for c in ("run", "created", "status", "model", "data", "threat", "attacks", "points", "clean", "robust"):
+    for c in ("run", "kind", "created", "status", "model", "data", "threat", "attacks", "points", "clean", "certified",
+              "robust"):
         t.add_column(c)
     for r in rows:
         s = r.summary or {}
-        t.add_row(r.run_id, datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"), r.status,
+        status = {"running": "running or interrupted (rerun to resume)", "failed": "failed (rerun to resume)"}.get(
+            r.status, r.status)
+        t.add_row(r.run_id, r.kind, datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"), status,
                   escape(str(r.data.get("model", r.model_hash[:12]))),
                   escape(f"{r.data.get('name', '?')}/{r.data.get('split', '?')}"), r.threat,
                   escape(", ".join(r.attacks)),
                   f"{r.points_done}/{r.n}",
                   f"{100 * s['clean_accuracy']:.2f}%" if "clean_accuracy" in s else "-",
+                  f"{100 * s['certified_accuracy']:.2f}%" if s.get("certified_accuracy") is not None else "-",
                   f"{100 * s['robust_accuracy']:.2f}%" if "robust_accuracy" in s else "-")
     console.print(t)
 
@@ -401,7 +477,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 0
         ctx = getattr(e, "ctx", None)
         hint = f" (see 'robustlab {ctx.info_name} --help')" if ctx is not None and ctx.info_name != "robustlab" else ""
-        err.print(f"[bold red]error:[/] {e.format_message()}{hint}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(e.format_message() + hint)}", highlight=False, soft_wrap=True)
         return 2 if getattr(e, "exit_code", 2) in (1, 2) else int(e.exit_code)
     except typer.Abort:
         err.print("aborted; stored batches are kept, rerun the same command to resume", highlight=False)

@@ -14,6 +14,9 @@ def check_inputs(x: object, y: object | None = None, *, name_x: str = "x", name_
         raise TypeError(f"{name_x}: expected a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{name_x}: expected a floating-point tensor in [0, 1], got dtype {x.dtype}")
+    if x.dtype in (torch.float16, torch.bfloat16):
+        raise TypeError(f"{name_x}: {x.dtype} inputs cannot hold a perturbation budget exactly (0.3 rounds to "
+                        "0.30029 in float16); pass float32 (x.float()) and, for speed, precision='bf16'")
     if x.dim() < 2:
         raise ValueError(f"{name_x}: expected a batch of shape (N, ...), got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
@@ -40,6 +43,29 @@ def check_inputs(x: object, y: object | None = None, *, name_x: str = "x", name_
         raise ValueError(f"{name_y}: class indices must be >= 0, got min {int(y.min())}")
 
 
+def check_dtype_matches(model: object, x: Tensor, name: str = "x") -> None:
+    """A TypeError naming ``x`` when its float dtype differs from the model's parameters'
+    (float64 inputs to a float32 model fail deep inside torch otherwise)."""
+    params = getattr(model, "parameters", None)
+    if not callable(params):
+        return
+    try:
+        p = next(iter(params()))
+    except (StopIteration, TypeError):
+        return
+    if p.is_floating_point() and x.dtype != p.dtype:
+        raise TypeError(f"{name}: dtype {x.dtype} does not match the model's {p.dtype} parameters; "
+                        f"pass x.to({p.dtype})")
+
+
+def check_target(y: Tensor, target: Tensor, name: str = "target") -> None:
+    """A targeted attack whose target is the true label has nothing to do: say so."""
+    same = target.to(y.device) == y
+    if bool(same.any()):
+        raise ValueError(f"{name}: equals the true label y at {int(same.sum())} point(s) (first at index "
+                         f"{int(same.nonzero()[0])}); a targeted attack needs target != y")
+
+
 def check_labels_in_range(y: Tensor, n_classes: int, name: str = "y") -> None:
     if bool((y >= n_classes).any()):
         raise ValueError(
@@ -57,12 +83,23 @@ def check_logits(out: object, n: int, name: str = "model") -> int:
         )
     if out.shape[1] < 2:
         raise ValueError(f"{name}: expected at least 2 classes in the output, got {out.shape[1]}")
+    if out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        raise ValueError(f"{name}: returned NaN or Inf scores (a classifier's logits must be finite)")
     return int(out.shape[1])
 
 
 def check_model(model: object, name: str = "model") -> None:
     if not callable(model):
         raise TypeError(f"{name}: expected an nn.Module or a callable, got {type(model).__name__}")
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """An int seed in [0, 2**63): torch generators take nothing else."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    if not 0 <= value < 2**63:
+        raise ValueError(f"{name}: expected an int in [0, 2**63), got {value}")
+    return value
 
 
 def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
@@ -89,5 +126,11 @@ def probe_model(model, x1: Tensor, name: str = "model") -> int:
             out = model(x1)
     except (RuntimeError, ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if x1.dim() <= 3:  # an unbatched image or a batch missing its channel axis
+            raise ValueError(f"x: the model's forward pass failed on a batch of shape {tuple(x1.shape)} ({first}); "
+                             "is x a batch (N, C, H, W) of what the model takes?") from e
         raise ValueError(f"{name}: forward pass failed on an input of shape {tuple(x1.shape)}: {first}") from e
+    if isinstance(out, Tensor) and (out.dim() != 2 or out.shape[0] != x1.shape[0]):
+        raise ValueError(f"x: a batch of shape {tuple(x1.shape)} gave model output of shape {tuple(out.shape)}, "
+                         f"expected ({x1.shape[0]}, n_classes): is x batched the way the model expects?")
     return check_logits(out, x1.shape[0], name)

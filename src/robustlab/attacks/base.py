@@ -15,12 +15,12 @@ import warnings
 from typing import Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustlab.attacks.losses import attack_loss, is_success, margin_loss  # noqa: F401 (the one success rule)
 from robustlab.results import AttackResult
-from robustlab.threats import LpBall
-from robustlab.validation import check_inputs, check_labels_in_range, check_model, probe_model
+from robustlab.validation import (check_dtype_matches, check_inputs, check_labels_in_range, check_model, check_seed,
+                                  check_target, probe_model)
 
 
 @runtime_checkable
@@ -92,6 +92,10 @@ class Counter:
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             out = self.model(x)
+            if not out.requires_grad:
+                raise ValueError("model: its output does not depend on x through autograd (its forward runs under "
+                                 "torch.no_grad(), detaches, or leaves torch); gradient attacks cannot run on it: "
+                                 "use a score-based attack (square, spsa, nes) or give the model an attack_view()")
             loss = loss_fn(out)
             (grad,) = torch.autograd.grad(loss.sum(), x)
         self.forward += x.shape[0]
@@ -106,43 +110,21 @@ def prepare(model: object, x: Tensor, y: Tensor, target: Tensor | None) -> int:
     """
     check_model(model)
     check_inputs(x, y)
+    check_dtype_matches(model, x)
     if target is not None:
         check_inputs(x, target, name_y="target")
+        check_target(y, target)
     with ModelGuard(model, warn=False):  # the probe must not touch BatchNorm statistics
-        n_classes = probe_model(model, x[:1])
+        n_classes = probe_model(model, x[:2])
     check_labels_in_range(y, n_classes)
     if target is not None:
         check_labels_in_range(target, n_classes, "target")
     return n_classes
 
 
-def is_success(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-    """(N,) bool: misclassified (untargeted) or classified as ``target`` (targeted)."""
-    pred = logits.argmax(dim=1)
-    return pred == target if target is not None else pred != y
-
-
-def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
-    """Best other logit minus the logit of ``y``, per sample (> 0 means misclassified)."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
-    return other - true
-
-
-def attack_loss(name: str, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-    """Per-sample loss the attacker ascends. ``name``: "ce" (cross-entropy) or "margin" (C&W)."""
-    if name == "ce":
-        if target is None:
-            return F.cross_entropy(logits, y, reduction="none")
-        return -F.cross_entropy(logits, target, reduction="none")
-    if name == "margin":
-        if target is None:
-            return margin_loss(logits, y)
-        return -margin_loss(logits, target)
-    raise ValueError(f"loss: expected 'ce' or 'margin', got {name!r}")
-
-
 def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    if seed is not None:
+        check_seed(seed)
     g = torch.Generator(device=device)
     if seed is None:
         g.seed()
@@ -152,7 +134,7 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
 
 
 def finish(
-    threat: LpBall,
+    threat: object,
     x: Tensor,
     x_adv: Tensor,
     success: Tensor,
@@ -165,7 +147,7 @@ def finish(
     return AttackResult(
         x_adv=x_adv,
         success=success.detach().clone(),
-        distance=threat.distance(x_adv, x).detach(),
+        distance=threat.distance(x_adv, x).detach(),  # type: ignore[attr-defined]
         forward_calls=counter.forward,
         backward_calls=counter.backward,
         queries=queries,

@@ -23,6 +23,7 @@ from robustlab.attacks.base import (
     make_generator,
     prepare,
 )
+from robustlab.attacks.losses import rejects
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_lp
 from robustlab.validation import check_nonneg_float, check_positive_int
@@ -90,7 +91,12 @@ class PGD:
         prepare(model, x, y, target)
         y = y.to(torch.int64)
         target = None if target is None else target.to(torch.int64)
-        step = self.step_size if self.step_size is not None else 2.5 * self.threat.eps / self.steps
+        if self.step_size is not None:
+            step: float | Tensor = self.step_size
+        elif isinstance(self.threat, LpBall):
+            step = 2.5 * self.threat.eps / self.steps
+        else:  # a per-sample budget (a dB ball, a state-scaled ball): a per-sample step
+            step = 2.5 * self.threat.radius(x).to(x.dtype) / self.steps
         gen = make_generator(self.seed, x.device)
         with ModelGuard(model):
             counter = Counter(model)
@@ -130,7 +136,8 @@ class FGSM:
         """Attack a batch; shapes as for :class:`PGD`."""
         return PGD(
             self.threat, steps=1, restarts=1,
-            step_size=self.threat.eps if self.step_size is None else self.step_size,
+            step_size=(self.threat.eps if isinstance(self.threat, LpBall) else self.threat.radius(x).to(x.dtype))
+            if self.step_size is None else self.step_size,
             random_start=self.random_start, seed=self.seed, early_stop=True,
         )(model, x, y, target=target)
 
@@ -200,7 +207,7 @@ def run_pgd(
     *,
     steps: int,
     restarts: int,
-    step_size: float,
+    step_size: float | Tensor,
     random_start: bool,
     loss: str | LossFn,
     early_stop: bool,
@@ -212,28 +219,33 @@ def run_pgd(
     (N,) bool success, both measured by the model at exactly that point.
 
     ``counter`` may be a :class:`_FusedCounter` (the compiled path); any other Counter is
-    called through ``logits_and_grad``. ``loss`` is a name for :func:`attack_loss` or a
-    per-sample callable (see :class:`PGD`).
+    called through ``logits_and_grad``. ``threat`` is an LpBall, or any Ball with an Lp ``norm``
+    whose ``project``/``random_start`` apply its own per-sample radius; ``step_size`` is a float
+    or an (N,) tensor (one step length per sample). ``loss`` is a name for :func:`attack_loss`
+    or a per-sample callable ``(logits, y, target) -> (N,)`` (see :class:`PGD`).
 
     ``last_iterate`` (training): return the last iterate of one run of ``steps`` steps without
     bookkeeping or the checking forward pass, so the cost is exactly ``steps`` forward+backward
     passes; success is then not measured (all False). Needs ``restarts=1, early_stop=False``.
     """
-    loss_of: LossFn = loss if callable(loss) else (lambda out, yv, tv: attack_loss(loss, out, yv, tv))
     if last_iterate and (restarts != 1 or early_stop):
         raise ValueError("last_iterate: needs restarts=1 and early_stop=False")
     n = x.shape[0]
+    reject = rejects(counter.model)
+    loss_of: LossFn = loss if callable(loss) else (lambda out, yv, tv: attack_loss(loss, out, yv, tv, reject))
+    geometry = threat if isinstance(threat, LpBall) else LpBall(threat.norm, 0.0)
+    steps_t = step_size if isinstance(step_size, Tensor) else None  # per-sample steps, sliced with idx
     x = x.detach()
     best = x.clone()
     best_loss = torch.full((n,), float("-inf"), device=x.device)
     success = torch.zeros(n, dtype=torch.bool, device=x.device)
     fused = isinstance(counter, _FusedCounter)
-    linf = threat.norm == "linf"
+    linf = threat.norm == "linf" and isinstance(threat, LpBall) and steps_t is None
 
     def record(idx: Tensor | None, xs: Tensor, logits: Tensor, lv: Tensor, t: Tensor | None, yi: Tensor) -> Tensor:
         """Keep the better of the stored and the new point; return the new points' success.
         ``idx`` None means the whole batch, in order."""
-        succ = is_success(logits, yi, t)
+        succ = is_success(logits, yi, t, reject)
         old_succ = success if idx is None else success[idx]
         old_loss = best_loss if idx is None else best_loss[idx]
         # A success beats any non-success; among equals, the higher loss wins.
@@ -256,11 +268,13 @@ def run_pgd(
         if r == 0 or not early_stop:
             idx: Tensor | None = None
             x0, yi, ti = x, y, target
+            st = steps_t
         else:
             idx = (~success).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
             x0, yi, ti = x[idx], y[idx], (None if target is None else target[idx])
+            st = None if steps_t is None else steps_t[idx]
         x_cur = threat.random_start(x0, generator) if (random_start or r > 0) else x0.clone()
         for _ in range(steps):
             if fused:
@@ -286,6 +300,7 @@ def run_pgd(
                         idx = torch.arange(n, device=x.device)
                     idx, x_cur, x0, grad, yi = idx[keep], x_cur[keep], x0[keep], grad[keep], yi[keep]
                     ti = None if ti is None else ti[keep]
+                    st = None if st is None else st[keep]
                     if idx.numel() == 0:
                         break
             if linf:
@@ -294,8 +309,9 @@ def run_pgd(
                 d = _owned(grad).sign_().mul_(step_size).add_(x_cur)
                 x_cur = d.sub_(x0).clamp_(-threat.eps, threat.eps).add_(x0).clamp_(0.0, 1.0)
             else:
-                direction = threat.steepest_direction(grad, x_cur, l1_sparsity)
-                x_cur = threat.project(x_cur + step_size * direction, x0)
+                direction = geometry.steepest_direction(grad, x_cur, l1_sparsity)
+                step = step_size if st is None else st.reshape((-1,) + (1,) * (x_cur.dim() - 1))
+                x_cur = threat.project(x_cur + step * direction, x0)
         if last_iterate:
             return x_cur, success
         if idx is None or idx.numel():

@@ -79,4 +79,33 @@ def attack_loss(name: str, logits: Tensor, y: Tensor, target: Tensor | None, rej
     raise ValueError(f"loss: expected 'ce' or 'margin', got {name!r}")
 
 
-__all__ = ["rejects", "predictions", "is_success", "margin_loss", "ce_loss", "attack_loss"]
+_DLR_TINY = 1e-12
+
+
+def dlr_loss(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    """The Difference of Logits Ratio, per sample, to be maximised (> 0 means misclassified).
+
+    Untargeted: (max_{i != y} z_i - z_y) / (z_(1) - z_(3)); targeted: (z_t - z_y) /
+    (z_(1) - (z_(3) + z_(4)) / 2), with z_(k) the k-th largest logit. Needs 3 (untargeted) or
+    4 (targeted) classes.
+    """
+    top = logits.topk(3 if target is None else 4, dim=1).values
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    if target is None:
+        other = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+        return (other - z_y) / (top[:, 0] - top[:, 2] + _DLR_TINY)
+    z_t = logits.gather(1, target[:, None]).squeeze(1)
+    return (z_t - z_y) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _DLR_TINY)
+
+
+def apgd_loss(name: str, logits: Tensor, y: Tensor, target: Tensor | None, reject: bool = False) -> Tensor:
+    """Per-sample loss APGD ascends: "ce" (targeted: minus the cross-entropy to the target;
+    reject-aware, see ``losses.ce_loss``) or "dlr" (targeted: the targeted DLR)."""
+    if name == "ce":
+        if target is None:
+            return ce_loss(logits, y, reject)
+        return -F.cross_entropy(logits, target, reduction="none")
+    return dlr_loss(logits, y, target)
+
+
+__all__ = ["rejects", "predictions", "is_success", "margin_loss", "ce_loss", "attack_loss", "dlr_loss", "apgd_loss"]

@@ -83,6 +83,11 @@ def _meta(n: int, s: int, gen: torch.Generator, dtype, device) -> Tensor:
     return m
 
 
+def _col4(eps: float | Tensor) -> float | Tensor:
+    """A float as it is; an (m,) per-sample radius as (m, 1, 1, 1) for broadcasting."""
+    return eps if not isinstance(eps, Tensor) else eps.reshape(-1, 1, 1, 1)
+
+
 @dataclass(frozen=True)
 class Square:
     """Score-based Square attack, Linf or L2, untargeted or targeted.
@@ -150,7 +155,8 @@ class Square:
     def _run(self, q: Queries, x: Tensor, y: Tensor, target: Tensor | None, gen: torch.Generator):
         threat = self.threat
         n, ch, h, w = x.shape
-        eps = threat.eps
+        # A per-sample budget (a dB ball, ...) gives an (N,) radius; an LpBall its one float.
+        eps_all: float | Tensor = threat.eps if isinstance(threat, LpBall) else threat.radius(x).to(x.dtype)
         linf = threat.norm == "linf"
         dev = x.device
         x_best = x.clone()
@@ -162,8 +168,11 @@ class Square:
         if first is None:
             return x_best, torch.zeros(n, dtype=torch.bool, device=dev)
         success, loss_best = first
-        if self.max_queries < 2 or eps == 0:
+        if self.max_queries < 2 or bool((torch.as_tensor(eps_all) == 0).all()):
             return x_best, success
+
+        def eps_of(idx: Tensor) -> float | Tensor:
+            return eps_all if not isinstance(eps_all, Tensor) else eps_all[idx]
 
         try:
             # Initial point: vertical stripes of +-eps (Linf), or a grid of bumps of random
@@ -173,9 +182,9 @@ class Square:
                 xi = x[idx]
                 if linf:
                     signs = torch.randint(0, 2, (idx.numel(), ch, 1, w), generator=gen, device=dev) * 2 - 1
-                    cand = threat.project(xi + eps * signs.to(x.dtype), xi)
+                    cand = threat.project(xi + _col4(eps_of(idx)) * signs.to(x.dtype), xi)
                 else:
-                    cand = threat.project(xi + self._l2_init(xi, gen), xi)
+                    cand = threat.project(xi + self._l2_init(xi, eps_of(idx), gen), xi)
                 sc = q.scores(cand, idx)
                 x_best[idx] = cand
                 loss_best[idx] = score_loss(self.loss, sc, y[idx], tgt(idx))
@@ -189,16 +198,16 @@ class Square:
                 xi, xb = x[idx], x_best[idx]
                 p = square_fraction(self.p_init, it, n_iters)
                 if linf:
-                    cand = self._linf_step(xi, xb, p, eps, gen)
+                    cand = self._linf_step(xi, xb, p, eps_of(idx), gen)
                 else:
-                    cand = self._l2_step(xi, xb, p, eps, gen)
+                    cand = self._l2_step(xi, xb, p, eps_of(idx), gen)
                 sc = q.scores(cand, idx)
                 accept(idx, cand, sc, y, target, self.loss, x_best, loss_best, success)
         except QueryBudgetExceeded as e:
             budget_stop(self.name, e, q)
         return x_best, success
 
-    def _linf_step(self, x: Tensor, xb: Tensor, p: float, eps: float, gen: torch.Generator) -> Tensor:
+    def _linf_step(self, x: Tensor, xb: Tensor, p: float, eps: float | Tensor, gen: torch.Generator) -> Tensor:
         m, ch, h, w = x.shape
         s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
         bi, ri, ci = _window_index(m, s, h, w, gen, x.device)
@@ -209,7 +218,7 @@ class Square:
         # Resample the signs where the window would not change (e.g. clipped at the box edge).
         for _ in range(10):
             signs = (torch.randint(0, 2, (m, 1, 1, ch), generator=gen, device=x.device) * 2 - 1).to(x.dtype)
-            trial = (xw + eps * signs).clamp(0.0, 1.0)
+            trial = (xw + _col4(eps) * signs).clamp(0.0, 1.0)
             new = torch.where(todo[:, None, None, None], trial, new)
             todo = (new == old).flatten(1).all(dim=1)
             if not bool(todo.any()):
@@ -218,7 +227,7 @@ class Square:
         cand[bi, :, ri, ci] = new
         return self.threat.project(cand, x)
 
-    def _l2_init(self, x: Tensor, gen: torch.Generator) -> Tensor:
+    def _l2_init(self, x: Tensor, eps: float | Tensor, gen: torch.Generator) -> Tensor:
         m, ch, h, w = x.shape
         t = max(h // 5, 1)
         delta = torch.zeros_like(x)
@@ -228,9 +237,9 @@ class Square:
                 signs = (torch.randint(0, 2, (m, ch, 1, 1), generator=gen, device=x.device) * 2 - 1).to(x.dtype)
                 delta[:, :, r:r + t, c:c + t] = bump * signs
         norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-        return delta * (self.threat.eps / norms)[:, None, None, None]
+        return delta * (eps / norms)[:, None, None, None]
 
-    def _l2_step(self, x: Tensor, xb: Tensor, p: float, eps: float, gen: torch.Generator) -> Tensor:
+    def _l2_step(self, x: Tensor, xb: Tensor, p: float, eps: float | Tensor, gen: torch.Generator) -> Tensor:
         m, ch, h, w = x.shape
         s = min(max(int(round(math.sqrt(p * h * w))), 3), h, w)
         delta = xb - x

@@ -11,6 +11,7 @@ if an attack later breaks a certified point (a certificate that is wrong is a bu
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -50,6 +51,7 @@ def affine_layers(model: nn.Module) -> tuple[Tensor, Tensor]:
     return w, b
 
 
+@dataclass(frozen=True)
 class LinearExact:
     """The exact worst-case margin of an affine classifier f(x) = W x + b over an Lp ball.
 
@@ -58,7 +60,9 @@ class LinearExact:
     makes the bound lower, so the certificate is sound; it is exact for points far from the box.
     """
 
-    name = "linear-exact"
+    @property
+    def name(self) -> str:
+        return "linear-exact"
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, threat: object) -> CertResult:
         t0 = time.time()

@@ -49,7 +49,7 @@ from robustlab.models.precision import PRECISIONS
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "model": ("model", "weights", "device", "access"),
     "data": ("data", "split", "start", "n"),
-    "evaluation": ("threat", "attacks", "batch_size", "seed", "diagnostics", "precision"),
+    "evaluation": ("threat", "attacks", "certify", "batch_size", "seed", "diagnostics", "precision"),
     "gate": ("min_robust_acc",),
     "run": ("store", "workers", "ray"),
 }
@@ -68,10 +68,11 @@ class EvalConfig:
         device: "cpu", "cuda", "cuda:1", ...
         access: what the attacks may see: "white", "score" or "label".
         data, split, start, n: which points (n None: all from ``start``).
-        threat: "NORM:EPS", e.g. "linf:0.3".
+        threat: a threat spec, e.g. "linf:0.3", "l2:1.5" (any prefix of ``threats.threat_prefixes()``).
         attacks: comma-separated attack spec, e.g. "fgsm,pgd-100x2".
+        certify: comma-separated certifier spec, e.g. "crown" (None: no certificates).
         batch_size, seed: as for ``robustlab.evaluate``.
-        diagnostics: run the gradient-masking checks.
+        diagnostics: the gradient-masking checks: "fast" (or true), "full", "off" (or false).
         precision: "fp32", "bf16" or "fp16": the precision the attacks search in (success is
             always decided in the model's own precision).
         min_robust_acc: the gate, a fraction in [0, 1]; None for no gate.
@@ -90,9 +91,10 @@ class EvalConfig:
     n: int | None = 1000
     threat: str = "linf:0.3"
     attacks: str = "pgd"
+    certify: str | None = None
     batch_size: int = 500
     seed: int = 0
-    diagnostics: bool = True
+    diagnostics: bool | str = True
     precision: str = "fp32"
     min_robust_acc: float | None = None
     store: str | None = None
@@ -111,16 +113,18 @@ class EvalConfig:
         d = {k: v for k, v in self.to_dict().items() if k not in ("store", "workers", "ray", "device")}
         if d["precision"] == "fp32":  # the default leaves digests of older configs unchanged
             del d["precision"]
+        if d["certify"] is None:
+            del d["certify"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "weights": (str,), "device": (str,), "data": (str,), "split": (str,),
-    "start": (int,), "n": (int,), "threat": (str,), "attacks": (str,), "batch_size": (int,),
-    "seed": (int,), "diagnostics": (bool,), "min_robust_acc": (int, float), "store": (str,),
+    "start": (int,), "n": (int,), "threat": (str,), "attacks": (str,), "certify": (str,), "batch_size": (int,),
+    "seed": (int,), "diagnostics": (bool, str), "min_robust_acc": (int, float), "store": (str,),
     "workers": (int,), "ray": (str,), "access": (str,), "precision": (str,),
 }
-_OPTIONAL = {"weights", "n", "min_robust_acc", "store", "ray"}
+_OPTIONAL = {"weights", "n", "min_robust_acc", "store", "ray", "certify"}
 
 
 def _where(name: str) -> str:
@@ -142,6 +146,16 @@ def _check(cfg: EvalConfig) -> None:
             raise ValueError(f"config: {_where(f.name)}: expected {want}, got {v!r}")
     if not cfg.model:
         raise ValueError("config: [model] name: expected a shipped model name or a builder file")
+    from robustlab.threats import parse_threat
+
+    try:
+        parse_threat(cfg.threat)
+    except ValueError as e:
+        raise ValueError(f"config: [evaluation] threat: {str(e).removeprefix('threat: ')}") from None
+    if cfg.diagnostics not in (True, False, "fast", "full", "off"):
+        raise ValueError(f"config: [evaluation] diagnostics: expected fast, full or off, got {cfg.diagnostics!r}")
+    # true/false as written by earlier releases; "full" is the one setting that needs a string
+    cfg.diagnostics = {"fast": True, "off": False}.get(cfg.diagnostics, cfg.diagnostics)  # type: ignore[arg-type]
     if cfg.access not in ("white", "score", "label"):
         raise ValueError(f"config: [model] access: expected white, score or label, got {cfg.access!r}")
     if cfg.precision not in PRECISIONS:
@@ -272,19 +286,23 @@ def save_config(cfg: EvalConfig, path: str | Path) -> Path:
         raise ValueError(f"config: folder {str(path.parent)!r} does not exist")
     text = dumps_config(cfg, base=path.resolve().parent)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)  # never leave a half-written config behind
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)  # never leave a half-written config behind
+    except OSError as e:
+        tmp.unlink(missing_ok=True) if tmp.parent.exists() and os.access(tmp.parent, os.W_OK) else None
+        raise ValueError(f"config: cannot write {str(path)!r} ({e.strerror or e})") from None
     return path
 
 
-def default_config_path(cfg: EvalConfig) -> Path:
-    """Where a CLI run writes its config: next to the store (``runs.db`` ->
-    ``runs-<digest12>.toml``), or in the working folder without a store."""
+def default_config_path(cfg: EvalConfig) -> Path | None:
+    """Where a CLI run writes its config unless told (``--save-config``): next to the store
+    (``runs.db`` -> ``runs-<digest12>.toml``); without a store, nowhere."""
     tag = cfg.digest()[:12]
     if cfg.store:
         s = Path(cfg.store)
         return s.with_name(f"{s.stem}-{tag}.toml")
-    return Path(f"robustlab-eval-{tag}.toml")
+    return None
 
 
 __all__ = ["EvalConfig", "load_config", "save_config", "dumps_config", "default_config_path"]

@@ -17,7 +17,6 @@ Ray is an optional dependency (``pip install "robustlab[ray]"``).
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from robustlab.evaluation import runner
 from robustlab.evaluation.store import Store
 from robustlab.models.precision import check_precision, with_precision
 from robustlab.results import EvalReport
-from robustlab.threats import LpBall, check_lp
+from robustlab.threats import check_threat
 from robustlab.validation import check_inputs, check_model, check_positive_int
 
 
@@ -43,26 +42,27 @@ def _import_ray():
     return ray
 
 
-def _batch_task(model: Any, x: Tensor, y: Tensor, threat: LpBall, attacks: list, seed: int,
-                threads: int, precision: str = "fp32") -> tuple:
+def _batch_task(model: Any, x: Tensor, y: Tensor, threat: object, attacks: list, certifiers: list, seed: int,
+                start: int, threads: int, precision: str = "fp32", view: str = "adaptive") -> runner.BatchOutcome:
     """One batch, in a worker: the runner's own batch function, under the same guard."""
     torch.set_num_threads(threads)
-    t0 = time.time()
     with ModelGuard(model):
-        outcome, costs = runner._run_batch(model, x, y, threat, attacks, seed,
-                                           attack_model=with_precision(model, precision))
-    cc, rb, bb, dist, fwd = outcome
-    return (cc.cpu(), rb.cpu(), bb.cpu(), dist.cpu(), fwd), costs, time.time() - t0
+        b = runner.run_batch(model, with_precision(runner.view_of(model, view), precision), x, y, threat, attacks,
+                             certifiers, seed, start)
+    for f in ("labels", "clean_correct", "robust", "broken_by", "distance", "adv_pred"):
+        setattr(b, f, getattr(b, f).cpu())
+    return b
 
 
 def evaluate_distributed(
     model: Any,
     x: Tensor,
     y: Tensor,
-    threat: LpBall,
+    threat: object,
     attacks: Sequence[Attack] | str | None = None,
     *,
     store: str | Path,
+    certifiers: Sequence[object] | str | None = None,
     workers: int = 2,
     address: str | None = None,
     batch_size: int = 500,
@@ -72,6 +72,7 @@ def evaluate_distributed(
     diagnostics: bool = True,
     threads_per_worker: int = 1,
     precision: str = "fp32",
+    view: str = "adaptive",
 ) -> EvalReport:
     """``evaluate`` with its batches run as Ray tasks; arguments as for ``evaluate``.
 
@@ -88,30 +89,31 @@ def evaluate_distributed(
     """
     ray = _import_ray()
     check_model(model)
-    check_lp(threat)
+    check_threat(threat)
     check_inputs(x, y)
     batch_size = check_positive_int(batch_size, "batch_size")
     workers = check_positive_int(workers, "workers")
     if store is None:
         raise ValueError("store: a distributed evaluation needs a result store (--store)")
     attack_list = runner.resolve_attacks(attacks, threat)
+    cert_list = runner.resolve_certifiers(certifiers)
     y = y.to(torch.int64)
     n = x.shape[0]
     with ModelGuard(model):
-        n_classes = runner.n_classes_of(model, x[:1])
+        n_classes = runner.n_classes_of(model, x[:2])
     if n_classes is not None:  # None: a label-only model that was not told its classes
         runner.check_labels_in_range(y, n_classes)
 
     check_precision(precision, model)  # before Ray starts
     run_id, config, model_hash, data_sha = runner.run_identity(model, x, y, threat, attack_list, batch_size, seed,
-                                                               precision)
+                                                               precision, cert_list, view)
     data_desc = dict(data or {})
     data_desc["sha256"] = data_sha
     db = Store(store)
     started_ray = False
     try:
         db.open_run(run_id, config=config, config_hash=runner._hash(config), model_hash=model_hash,
-                    data=data_desc, threat=str(threat), code_version=runner.CODE_VERSION, n=n,
+                    data=data_desc, threat=threat.spec(), code_version=runner.CODE_VERSION, n=n,  # type: ignore[attr-defined]
                     attacks=[runner.attack_name(a) for a in attack_list])
         done = db.done_batches(run_id)
         resumed = sum(done.values())
@@ -136,16 +138,12 @@ def evaluate_distributed(
                     start = queue.pop(0)
                     stop = min(n, start + batch_size)
                     ref = task.remote(model_ref, x[start:stop].cpu(), y[start:stop].cpu(), threat, attacks_ref,
-                                      seed * 1_000_003 + start, threads_per_worker, precision)
+                                      cert_list, seed * 1_000_003 + start, start, threads_per_worker, precision, view)
                     in_flight[ref] = (start, stop)
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in ready:
                     start, stop = in_flight.pop(ref)
-                    (cc, rb, bb, dist, _fwd), costs, secs = ray.get(ref)
-                    yb = y[start:stop]
-                    rows = [(start + i, int(yb[i]), int(cc[i]), int(rb[i]), int(bb[i]),
-                             None if torch.isnan(dist[i]) else float(dist[i])) for i in range(stop - start)]
-                    db.write_batch(run_id, start, stop - start, secs, rows, [(j, *c) for j, c in enumerate(costs)])
+                    runner.commit_batch(db, run_id, ray.get(ref))
                     finished += stop - start
                     if progress:
                         progress(finished, n)
@@ -154,8 +152,8 @@ def evaluate_distributed(
         if started_ray:
             ray.shutdown()
     # Every batch is stored: evaluate reads them back, aggregates, diagnoses, closes the run.
-    report = runner.evaluate(model, x, y, threat, attack_list, batch_size=batch_size, seed=seed, store=store,
-                             data=data, diagnostics=diagnostics, precision=precision)
+    report = runner.evaluate(model, x, y, threat, attack_list, certifiers=cert_list, batch_size=batch_size, seed=seed,
+                             store=store, data=data, diagnostics=diagnostics, precision=precision, view=view)
     if report.run_id != run_id:  # pragma: no cover - the identity formula drifted from evaluate's
         raise RuntimeError(f"distributed run id {run_id} differs from evaluate's {report.run_id}")
     report.resumed_points = resumed

@@ -1,6 +1,7 @@
-"""Attack lists by name, as the CLI and ``evaluate(attacks="...")`` accept them.
+"""AutoAttack's ensembles and the ``Ensemble`` wrapper. Names of single attacks live in
+``evaluation.registry`` (one line each); the ensembles below are registered there too.
 
-A spec is a comma-separated list of attack names or ensembles:
+The names a spec may combine (comma-separated):
 
     fgsm                   FGSM
     pgd                    PGD-40, 1 restart (cross-entropy)
@@ -14,8 +15,7 @@ A spec is a comma-separated list of attack names or ensembles:
     fab-t[-S]              FAB-T: the top 9 other classes in turn
     cw                     Carlini-Wagner L2 (l2 threats only), bounded by eps
     deepfool               DeepFool (linf, l2), projected into the ball
-    square[-Q]             Square, Q queries (and the other black-box names of
-                           ``blackbox_presets``: spsa, nes, hsj, boundary)
+    square[-Q]             Square, Q queries (and spsa, nes, hsj, boundary)
     standard               AutoAttack's standard version for the threat's norm:
                              linf, l2: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square-5000
                              l1: APGD-CE x5 and APGD-T (5 targets), both on the 3/2/1 x eps
@@ -25,40 +25,24 @@ A spec is a comma-separated list of attack names or ensembles:
     rand                   AutoAttack's version for randomized models: APGD-CE and APGD-DLR
                            with gradients averaged over 20 passes (EOT)
 
-``build_attacks`` expands an ensemble name into its attacks, so ``evaluate`` reports a row per
-attack and runs each only on the points still robust. ``build_attack`` returns a single
-attack; for an ensemble name that is an :class:`Ensemble`, which runs the same attacks in the
-same way inside one call (one row).
+``registry.build_attacks`` expands an ensemble name into its attacks, so ``evaluate`` reports a
+row per attack and runs each only on the points still robust. ``registry.build_attack`` returns
+a single attack; for an ensemble name that is an :class:`Ensemble`, which runs the same attacks
+in the same way inside one call (one row).
 """
 from __future__ import annotations
 
-import dataclasses
-import re
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from robustlab.attacks.apgd import APGD, APGDT
 from robustlab.attacks.base import Attack
-from robustlab.attacks.cw import CarliniWagner
-from robustlab.attacks.deepfool import DeepFool
 from robustlab.attacks.fab import FAB
-from robustlab.attacks.gradient import FGSM, PGD
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_lp
 
-_PGD = re.compile(r"^pgd(?:-(?P<loss>ce|margin))?(?:-(?P<steps>\d+))?(?:x(?P<restarts>\d+))?$")
-_APGD = re.compile(r"^apgd-(?P<loss>ce|dlr)(?:-(?P<steps>\d+))?(?:x(?P<restarts>\d+))?$")
-_APGDT = re.compile(r"^apgd-t(?:-(?P<steps>\d+))?$")
-_FAB = re.compile(r"^fab(?P<t>-t)?(?:-(?P<steps>\d+))?(?:x(?P<restarts>\d+))?$")
-
 ENSEMBLES = ("standard", "plus", "rand")
-
-
-def names() -> list[str]:
-    return ["fgsm", "pgd", "pgd-STEPS", "pgd-STEPSxRESTARTS", "pgd-margin-STEPS", "apgd-ce", "apgd-dlr",
-            "apgd-t", "fab", "fab-t", "cw", "deepfool", "square", *ENSEMBLES]
 
 
 def _square(threat: LpBall, queries: int = 5000):
@@ -108,80 +92,41 @@ class Ensemble:
         return self.label
 
     def __call__(self, model, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> AttackResult:
-        n = x.shape[0]
-        x_adv = x.detach().clone()
-        success = torch.zeros(n, dtype=torch.bool, device=x.device)
-        fwd = bwd = 0
-        queries = None
-        for j, a in enumerate(self.attacks):
-            idx = (~success).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            if self.seed is not None and dataclasses.is_dataclass(a) and any(f.name == "seed" for f in dataclasses.fields(a)):
-                a = dataclasses.replace(a, seed=self.seed + 7919 * j)
-            r = a(model, x[idx], y[idx], target=None if target is None else target[idx])
-            fwd += int(r.forward_calls)
-            bwd += int(r.backward_calls)
-            if r.queries is not None:
-                queries = torch.zeros(n, dtype=torch.int64, device=x.device) if queries is None else queries
-                queries[idx] += r.queries.to(queries.device, torch.int64)
-            x_adv[idx] = r.x_adv.to(x_adv.dtype)
-            success[idx[r.success]] = True
+        from robustlab.attacks.base import Counter
+        from robustlab.attacks.sequence import run_in_order
+
         thr = getattr(self.attacks[0], "threat", None) if self.attacks else None
-        if isinstance(thr, LpBall):
-            dist = thr.distance(x_adv, x)
-        else:  # members without a threat attribute: report the Linf distance
-            dist = (x_adv - x).reshape(n, -1).abs().amax(dim=1)
-        return AttackResult(x_adv=x_adv, success=success, distance=dist, forward_calls=fwd,
-                            backward_calls=bwd, queries=queries)
+        if thr is None:
+            raise ValueError("attacks: an Ensemble's first attack must carry its threat")
+        check_lp(thr)
+        seq = run_in_order(self.attacks, model, model, x, y, thr, self.seed, target=target, keep_points=True)
+        x_adv = x.detach().clone()
+        for b, pts in seq.x_adv:
+            if pts is not None and b.numel():
+                x_adv[b] = pts.to(x_adv.dtype)
+        success = seq.broken_by >= 0
+        counter = Counter(model)
+        counter.forward = sum(c.forward for c in seq.costs) + seq.judge_forward
+        counter.backward = sum(c.backward for c in seq.costs)
+        return AttackResult(x_adv=x_adv, success=success, distance=thr.distance(x_adv, x), forward_calls=counter.forward,
+                            backward_calls=counter.backward, queries=None)
 
 
 def build_attack(name: str, threat: LpBall) -> Attack:
-    """One attack by name (see the module docstring); ensembles come back as an :class:`Ensemble`."""
-    key = name.strip().lower()
-    if key in ENSEMBLES:
-        return Ensemble(tuple(ensemble(key, threat)), label=f"AutoAttack-{key}")
-    if key == "fgsm":
-        return FGSM(threat)
-    m = _PGD.match(key)
-    if m:
-        return PGD(threat, steps=int(m["steps"] or 40), restarts=int(m["restarts"] or 1), loss=m["loss"] or "ce")
-    m = _APGD.match(key)
-    if m:
-        return APGD(threat, loss=m["loss"], steps=int(m["steps"] or 100), restarts=int(m["restarts"] or 1))
-    m = _APGDT.match(key)
-    if m:
-        return APGDT(threat, steps=int(m["steps"] or 100))
-    m = _FAB.match(key)
-    if m:
-        return FAB(threat, steps=int(m["steps"] or 100), restarts=int(m["restarts"] or 1),
-                   n_target_classes=9 if m["t"] else None)
-    if key == "cw":
-        if threat.norm != "l2":
-            raise ValueError(f"attacks: cw is an L2 attack; use an l2 threat, not {threat.norm}")
-        return CarliniWagner(threat)
-    if key == "deepfool":
-        if threat.norm not in ("linf", "l2"):
-            raise ValueError(f"attacks: deepfool supports linf and l2 threats, not {threat.norm}")
-        return DeepFool(threat)
-    from robustlab.evaluation.blackbox_presets import build_blackbox_attack
+    """One attack by name (see ``evaluation.registry``)."""
+    from robustlab.evaluation.registry import build_attack as _build
 
-    a = build_blackbox_attack(key, threat)
-    if a is not None:
-        return a
-    raise ValueError(f"attacks: unknown attack {name!r}; expected a comma-separated list of {names()}")
+    return _build(name, threat)
 
 
 def build_attacks(spec: str, threat: LpBall) -> list[Attack]:
-    """Attacks from a comma-separated spec such as "fgsm,pgd-100x2" or "standard"; ensemble
-    names expand into their attacks (a row each in ``evaluate``'s table)."""
-    parts = [p.strip().lower() for p in spec.split(",") if p.strip()]
-    if not parts:
-        raise ValueError("attacks: empty attack list")
-    out: list[Attack] = []
-    for p in parts:
-        if p in ENSEMBLES:
-            out.extend(ensemble(p, threat))
-        else:
-            out.append(build_attack(p, threat))
-    return out
+    """Attacks from a comma-separated spec (see ``evaluation.registry``)."""
+    from robustlab.evaluation.registry import build_attacks as _build
+
+    return _build(spec, threat)
+
+
+def names() -> list[str]:
+    from robustlab.evaluation.registry import names as _names
+
+    return _names()

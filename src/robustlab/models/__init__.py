@@ -1,5 +1,6 @@
 """Reference models, the Normalize layer, and loading (shipped names or a user's files)."""
-from robustlab.models.access import (HTTPError, HTTPModel, LabelOnly, QueryBudgetExceeded, ScoreOnly,
+from robustlab.models.http import HTTPError, HTTPModel
+from robustlab.models.access import (LabelOnly, QueryBudgetExceeded, ScoreOnly,
                                      SklearnModel, as_access)
 from robustlab.models.architectures import BUILDERS, digits_mlp, mnist_cnn
 from robustlab.models.layers import Normalize

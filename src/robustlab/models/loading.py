@@ -69,11 +69,19 @@ def load_from_file(builder_file: str | Path, weights: str | Path | None = None,
     if spec is None or spec.loader is None:
         raise ValueError(f"builder_file: cannot import {str(path)!r} as Python")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ValueError(f"builder_file: {str(path)!r} has a syntax error at line {e.lineno}: {e.msg}") from None
+    except Exception as e:  # noqa: BLE001 - a failing import in the user's file: say what and where
+        raise ValueError(f"builder_file: importing {str(path)!r} failed: {type(e).__name__}: {e}") from None
     fn = getattr(module, builder, None)
     if not callable(fn):
         raise ValueError(f"builder: {str(path)!r} defines no callable {builder!r}")
-    model = fn()
+    try:
+        model = fn()
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"builder: {builder}() in {str(path)!r} raised {type(e).__name__}: {e}") from None
     if not isinstance(model, nn.Module):
         raise TypeError(f"builder: {builder}() returned {type(model).__name__}, expected an nn.Module")
     if weights is not None:
@@ -82,8 +90,29 @@ def load_from_file(builder_file: str | Path, weights: str | Path | None = None,
             raise ValueError(f"weights: expected a .safetensors file, got {str(wp)!r}")
         if not wp.is_file():
             raise ValueError(f"weights: no such file {str(wp)!r}")
-        model.load_state_dict(load_file(str(wp)), strict=True)
+        try:
+            state = load_file(str(wp))
+        except Exception as e:  # noqa: BLE001 - SafetensorError and friends: not a safetensors file
+            raise ValueError(f"weights: {str(wp)!r} is not a readable safetensors file ({e})") from None
+        missing, unexpected, shape = _mismatch(model, state)
+        if missing or unexpected or shape:
+            parts = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+                     f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+                     f"{len(shape)} of another shape (e.g. {shape[0]})" if shape else ""]
+            raise ValueError(f"weights: {str(wp)!r} does not fit {builder}() of {str(path)!r}: "
+                             + ", ".join(p for p in parts if p))
+        model.load_state_dict(state, strict=True)
     return model.to(device).eval()
+
+
+def _mismatch(model: nn.Module, state: dict) -> tuple[list[str], list[str], list[str]]:
+    """(missing keys, unexpected keys, "key: (a) vs (b)" shape mismatches) of a state dict."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
+             if tuple(state[k].shape) != tuple(own[k].shape)]
+    return missing, unexpected, shape
 
 
 def save(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> None:

@@ -22,6 +22,7 @@ from robustlab.evaluation.config import EvalConfig, dumps_config
 from robustlab.evaluation.diagnostics import Diagnostic
 from robustlab.evaluation.store import RunInfo, Store
 from robustlab.report import plots
+from robustlab.threats import parse_threat
 
 
 def _template_source(name: str) -> str:
@@ -62,14 +63,25 @@ class RunData:
     broken_by: np.ndarray
     distance: np.ndarray
     diagnostics: list[Diagnostic]
+    certified: np.ndarray | None = None
 
     @property
-    def eps(self) -> float:
-        return float(self.info.threat.split(":", 1)[1])
+    def threat(self) -> object | None:
+        """The run's threat, parsed back from its spec (None when this robustlab cannot parse it)."""
+        try:
+            return parse_threat(self.info.threat)
+        except ValueError:
+            return None
+
+    @property
+    def eps(self) -> float | None:
+        """The threat's radius where it has one number (an Lp ball); None otherwise."""
+        e = getattr(self.threat, "eps", None)
+        return float(e) if isinstance(e, (int, float)) else None
 
     @property
     def norm(self) -> str:
-        return self.info.threat.split(":", 1)[0]
+        return str(getattr(self.threat, "norm", None) or self.info.threat.split(":", 1)[0])
 
 
 def load_run(store: str | Path, run: str) -> RunData:
@@ -77,14 +89,22 @@ def load_run(store: str | Path, run: str) -> RunData:
     p = Path(store)
     if not p.is_file():
         raise ValueError(f"store: no such file {str(p)!r}")
-    with Store(p) as db:
+    with Store(p, readonly=True) as db:
         info = db.run(run)
         rows = db.outcomes(info.run_id)
+        certs = db.certificates(info.run_id)
         diags = [Diagnostic.from_dict(d) for d in db.diagnostics(info.run_id)]
     arr = np.array([(r[1], r[2], r[3], r[4], np.nan if r[5] is None else r[5]) for r in rows],
                    dtype=float).reshape(-1, 5)
+    certified = None
+    if certs:
+        certified = np.zeros(len(rows), dtype=bool)
+        pos = {int(r[0]): i for i, r in enumerate(rows)}
+        for idx, _, ok, *_ in certs:
+            if int(idx) in pos:
+                certified[pos[int(idx)]] |= bool(ok)
     return RunData(info, arr[:, 0].astype(int), arr[:, 1].astype(bool), arr[:, 2].astype(bool),
-                   arr[:, 3].astype(int), arr[:, 4], diags)
+                   arr[:, 3].astype(int), arr[:, 4], diags, certified)
 
 
 def config_text(info: RunInfo) -> tuple[str, str]:
@@ -123,20 +143,25 @@ def render_report(run: RunData) -> str:
     robust = s.get("robust_accuracy", float(run.robust.sum()) / n_pts)
 
     sweep = next((d.details.get("curve") for d in run.diagnostics if d.name == "accuracy_vs_eps"), None)
-    curve = plots.distance_curve(run.clean_correct, run.robust, run.distance, run.eps) if len(run.label) else None
-    plot_list = [
-        {"title": "Robust accuracy vs eps", "png": plots.accuracy_vs_eps(run.eps, run.norm, robust, sweep, curve),
-         "caption": "Robust accuracy against eps: the curve implied by the distances of the adversarial examples "
-                    "found at the evaluated eps (an upper bound below it), the diagnostics' PGD sweep on a "
-                    "subsample (up to the whole input range), and this evaluation's figure."},
+    eps = run.eps
+    plot_list = []
+    if eps is not None:  # a curve over the radius needs a threat with one radius
+        curve = plots.distance_curve(run.clean_correct, run.robust, run.distance, eps) if len(run.label) else None
+        plot_list.append(
+            {"title": "Robust accuracy vs eps", "png": plots.accuracy_vs_eps(eps, run.norm, robust, sweep, curve),
+             "caption": "Robust accuracy against eps: the curve implied by the distances of the adversarial examples "
+                        "found at the evaluated eps (an upper bound below it), the diagnostics' PGD sweep on a "
+                        "subsample (up to the whole input range), and this evaluation's figure."})
+    plot_list += [
         {"title": "Per-attack breakdown",
          "png": plots.attack_breakdown(info.attacks, [int((run.broken_by == j).sum()) for j in range(k_attacks)],
                                        int(run.robust.sum()), int((run.broken_by == -2).sum())),
          "caption": "Where each point ended: misclassified without attack, broken first by an attack, or robust."},
         {"title": "Adversarial distances",
          "png": plots.distance_histograms({name: run.distance[run.broken_by == j] for j, name in enumerate(info.attacks)},
-                                          run.eps, run.norm),
-         "caption": f"{run.norm} distance of each adversarial example, by the attack that found it."},
+                                          eps if eps is not None else float(np.nanmax(run.distance, initial=0.0)),
+                                          run.norm),
+         "caption": f"Distance ({run.norm}) of each adversarial example, by the attack that found it."},
     ]
     text, note = config_text(info)
     ctx = {
@@ -145,6 +170,9 @@ def render_report(run: RunData) -> str:
                 "attacks": info.attacks, "run_id": info.run_id, "status": info.status,
                 "created": datetime.datetime.fromtimestamp(info.created).strftime("%Y-%m-%d %H:%M"),
                 "clean": _pct(clean), "robust": _pct(robust), "n": info.n, "points_done": info.points_done,
+                "certified": None if run.certified is None else _pct(s.get("certified_accuracy",
+                                                                       float(run.certified.sum()) / n_pts)),
+                "kind": info.kind, "error": info.error,
                 "model_hash": info.model_hash[:16], "data_sha": str(info.data.get("sha256", ""))[:16]},
         "diagnostics": run.diagnostics,
         "n_warn": sum(d.status == "warn" for d in run.diagnostics),
@@ -163,11 +191,21 @@ def write_report(store: str | Path, run: str, out: str | Path) -> Path:
     out = Path(out)
     if not out.parent.exists():
         raise ValueError(f"out: folder {str(out.parent)!r} does not exist")
-    page = render_report(load_run(store, run))
+    return write_page(out, render_report(load_run(store, run)))
+
+
+def write_page(out: Path, page: str) -> Path:
+    """Write ``page`` to ``out`` atomically (a temporary file, then a rename); a ValueError
+    naming ``out`` when the folder is missing or not writable."""
+    if not out.parent.exists():
+        raise ValueError(f"out: folder {str(out.parent)!r} does not exist")
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as e:
+        raise ValueError(f"out: cannot write {str(out)!r} ({e.strerror or e})") from None
     return out
 
 
-__all__ = ["load_run", "render_report", "write_report", "environment", "RunData", "data_label", "model_label"]
+__all__ = ["load_run", "render_report", "write_report", "write_page", "environment", "RunData", "data_label", "model_label"]

@@ -17,7 +17,7 @@ from rich.table import Table
 from robustlab.evaluation.diagnostics import Diagnostic
 from robustlab.evaluation.store import RunInfo, Store
 from robustlab.report import plots
-from robustlab.report.html import _template_source, data_label, environment, model_label
+from robustlab.report.html import write_page, _template_source, data_label, environment, model_label
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Entry:
     warnings: list[str]
     diagnosed: bool
     created: str
+    certified_accuracy: float | None = None
 
 
 @dataclass
@@ -47,7 +48,7 @@ def leaderboard(store: str | Path) -> tuple[list[Group], int]:
     p = Path(store)
     if not p.is_file():
         raise ValueError(f"store: no such file {str(p)!r}")
-    with Store(p) as db:
+    with Store(p, readonly=True) as db:
         runs = db.runs()
         diags = {r.run_id: [Diagnostic.from_dict(d) for d in db.diagnostics(r.run_id)] for r in runs}
     buckets: dict[tuple[str, str], list[RunInfo]] = defaultdict(list)
@@ -71,7 +72,8 @@ def leaderboard(store: str | Path) -> tuple[list[Group], int]:
             attacks = list(r.attacks) + ([f"(searched in {prec}, decided in fp32)"] if prec != "fp32" else [])
             g.entries.append(Entry(i, r.run_id, model_label(r), attacks, r.n, float(r.summary["clean_accuracy"]),
                                    float(r.summary["robust_accuracy"]), [d.name for d in ds if d.status == "warn"],
-                                   bool(ds), datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M")))
+                                   bool(ds), datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),
+                                   r.summary.get("certified_accuracy")))
         groups.append(g)
     return groups, unfinished
 
@@ -87,14 +89,16 @@ def rich_tables(groups: list[Group]) -> list[Table]:
     out = []
     for g in groups:
         t = Table(title=escape(f"{g.data}, threat {g.threat}"), title_justify="left")
-        for c, j in (("#", "right"), ("model", "left"), ("robust", "right"), ("clean", "right"), ("attacks", "left"),
-                     ("points", "right"), ("diagnostics", "left"), ("run", "left")):
+        for c, j in (("#", "right"), ("model", "left"), ("clean", "right"), ("certified", "right"), ("robust", "right"),
+                     ("attacks", "left"), ("points", "right"), ("diagnostics", "left"), ("run", "left")):
             t.add_column(c, justify=j)  # type: ignore[arg-type]
         for e in g.entries:
             diag = _diag_text(e)
             style = "yellow" if e.warnings or not e.diagnosed else "green"
-            t.add_row(str(e.rank), escape(e.model), f"{100 * e.robust_accuracy:.2f}%", f"{100 * e.clean_accuracy:.2f}%",
-                      escape(", ".join(e.attacks)), str(e.n), f"[{style}]{escape(diag)}[/]", e.run_id)
+            cert = "-" if e.certified_accuracy is None else f"{100 * e.certified_accuracy:.2f}%"
+            t.add_row(str(e.rank), escape(e.model), f"{100 * e.clean_accuracy:.2f}%", cert,
+                      f"{100 * e.robust_accuracy:.2f}%", escape(", ".join(e.attacks)), str(e.n),
+                      f"[{style}]{escape(diag)}[/]", e.run_id)
         out.append(t)
     return out
 
@@ -121,11 +125,7 @@ def write_leaderboard(store: str | Path, out: str | Path) -> Path:
     if not out.parent.exists():
         raise ValueError(f"out: folder {str(out.parent)!r} does not exist")
     groups, unfinished = leaderboard(store)
-    page = render_leaderboard(groups, unfinished, Path(store).name)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_page(out, render_leaderboard(groups, unfinished, Path(store).name))
 
 
 __all__ = ["leaderboard", "rich_tables", "render_leaderboard", "write_leaderboard", "Group", "Entry"]

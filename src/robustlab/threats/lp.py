@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from robustlab.threats.base import DIST_TOL, within
+from robustlab.threats.base import DIST_TOL, within  # noqa: F401 (DIST_TOL: where it used to live)
 
 Norm = Literal["linf", "l2", "l1"]
 NORMS: tuple[str, ...] = ("linf", "l2", "l1")
@@ -199,6 +199,102 @@ class LpBall:
         d = _flat(g).sign() * keep
         d = d / d.abs().sum(dim=1, keepdim=True).clamp_min(1.0)
         return d.reshape(grad.shape)
+
+
+# -- geometry shared by the Lp attacks (APGD, FAB, the diagnostics) -----------------------------
+def _expand_like(v: Tensor, like: Tensor) -> Tensor:
+    return v.reshape((-1,) + (1,) * (like.dim() - 1))
+
+
+def project_l1_box(v: Tensor, x: Tensor, eps: float | Tensor, iters: int = 30) -> Tensor:
+    """Euclidean projection of ``v`` onto {z : ||z - x||_1 <= eps, 0 <= z <= 1}, per sample.
+
+    The exact projection onto the intersection (not L1 ball then box, which can land far
+    from the nearest point): coordinate i moves by sign(d_i) * min(max(|d_i| - lam, 0), cap_i)
+    with d = v - x and cap_i the room to the box edge; lam >= 0 is found by bisection so the
+    L1 norm is at most eps. ``eps`` is a float or an (N,) tensor.
+    """
+    n = x.shape[0]
+    d = _flat(v - x)
+    xf = _flat(x)
+    cap = torch.where(d > 0, 1.0 - xf, xf).clamp_min(0)
+    mag = d.abs()
+    e = torch.as_tensor(eps, dtype=d.dtype, device=d.device).expand(n)
+    t0 = torch.minimum(mag, cap)
+    inside = t0.sum(dim=1) <= e
+    lo = torch.zeros(n, dtype=d.dtype, device=d.device)
+    hi = mag.amax(dim=1) if mag.shape[1] else lo.clone()
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        s = torch.minimum((mag - mid[:, None]).clamp_min(0), cap).sum(dim=1)
+        big = s > e
+        lo = torch.where(big, mid, lo)
+        hi = torch.where(big, hi, mid)
+    t = torch.minimum((mag - hi[:, None]).clamp_min(0), cap)
+    t = torch.where(inside[:, None], t0, t)
+    return (xf + d.sign() * t).reshape(x.shape).clamp(0.0, 1.0)
+
+
+def project_box(norm: str, v: Tensor, x: Tensor, eps: float) -> Tensor:
+    """Projection onto the Lp ball of radius eps around x intersected with the [0, 1] box (exact
+    for L1, where ball-then-box is not the nearest point)."""
+    if norm == "l1":
+        out = project_l1_box(v, x, eps)
+        # Float summation can leave the L1 norm a few ulps over eps; shrink those by a hair.
+        return LpBall("l1", eps).project(out, x)
+    return LpBall(norm, eps).project(v, x)  # type: ignore[arg-type]
+
+
+def sphere_start(norm: str, x: Tensor, eps: float, gen: torch.Generator) -> Tensor:
+    """A random point on (Linf, L2) or projected onto (L1) the sphere of radius eps, in the box."""
+    if norm == "linf":
+        u = 2 * torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) - 1
+        u = u / _expand_like(_flat(u).abs().amax(dim=1).clamp_min(1e-12), u)
+        return project_box(norm, x + eps * u, x, eps)
+    g = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+    if norm == "l2":
+        g = g / _expand_like(_flat(g).norm(dim=1).clamp_min(1e-12), g)
+        return project_box(norm, x + eps * g, x, eps)
+    return project_box(norm, x + g, x, eps)
+
+
+def sparse_l1_direction(grad: Tensor, x_cur: Tensor, frac: Tensor) -> Tensor:
+    """Unit-L1 sparse ascent direction: sign(g) on the top ``frac`` (per sample) fraction of
+    coordinates by |g|, skipping coordinates pinned at the box edge in the ascent direction."""
+    g = grad.masked_fill(((x_cur <= 0) & (grad < 0)) | ((x_cur >= 1) & (grad > 0)), 0.0)
+    a = _flat(g).abs()
+    dim = a.shape[1]
+    k = (frac * dim).round().long().clamp(1, dim)
+    srt = a.sort(dim=1, descending=True).values
+    thresh = srt.gather(1, (k - 1)[:, None])
+    keep = (a >= thresh) & (a > 0)
+    direc = _flat(g).sign() * keep
+    return (direc / direc.abs().sum(dim=1, keepdim=True).clamp_min(1.0)).reshape(grad.shape)
+
+
+def unit_direction(norm: str, grad: Tensor) -> Tensor:
+    """sign(g) for linf, g / ||g||_2 otherwise."""
+    if norm == "linf":
+        return grad.sign()
+    return grad / _expand_like(_flat(grad).norm(dim=1).clamp_min(1e-12), grad)
+
+
+def box_radius(norm: str, x: Tensor) -> float:
+    """The radius at which an Lp ball covers the whole [0, 1] box of inputs shaped like x[0]."""
+    d = x[0].numel()
+    return {"linf": 1.0, "l2": math.sqrt(d), "l1": float(d)}[norm]
+
+
+def surface_point(threat: "LpBall", x: Tensor, gen: torch.Generator) -> Tensor:
+    """A random point on the ball's surface (linf: a random corner), inside the box."""
+    if threat.norm == "linf":
+        s = torch.randint(0, 2, x.shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
+        return threat.project(x + threat.eps * s, x)
+    if threat.norm == "l2":
+        g = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        g = g / _expand_like(_flat(g).norm(dim=1).clamp_min(1e-12), g)
+        return threat.project(x + threat.eps * g, x)
+    return threat.random_start(x, gen)
 
 
 def check_lp(threat: object, name: str = "threat") -> LpBall:

@@ -1,0 +1,41 @@
+"""Bounds on the shipped certified model are sound, and its certificates survive attacks."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import robustlab as rl
+from bound_samplers import ball_points, pgd_points, spec_values
+from robustlab.attacks.gradient import PGD
+from robustlab.certify import CROWN, IBP, bounds, margin_spec
+
+
+@pytest.fixture(scope="module")
+def crownibp():
+    return rl.models.load("mnist-cnn-crownibp")
+
+
+@pytest.mark.slow
+def test_sampled_points_stay_inside_the_crown_bounds(crownibp, mnist_test):
+    x, y = mnist_test[0][:4], mnist_test[1][:4]
+    ball = rl.LpBall("linf", 0.3)
+    spec = margin_spec(y, 10)
+    lower, upper = bounds(crownibp, x, ball, "crown", spec)
+    gen = torch.Generator().manual_seed(0)
+    pts = torch.cat([ball_points(x, ball, 4000, gen), pgd_points(crownibp, x, ball, spec, 20, gen)], 1)
+    vals = spec_values(crownibp, pts, spec)
+    slack = 1e-4 * (1 + vals.abs())
+    assert bool((vals >= lower[:, None] - slack).all() and (vals <= upper[:, None] + slack).all())
+    # the bounds are not vacuous: the sampled extremes come close to them
+    assert float((vals.amin(1) - lower).mean()) < 0.5 * float((upper - lower).mean())
+
+
+@pytest.mark.slow
+def test_certified_points_are_not_broken_and_crown_is_no_looser_than_ibp(crownibp, mnist_test):
+    x, y = mnist_test[0][:24], mnist_test[1][:24]
+    ball = rl.LpBall("linf", 0.3)
+    ibp, crown = IBP()(crownibp, x, y, ball), CROWN()(crownibp, x, y, ball)
+    assert bool((crown.bound >= ibp.bound).all())
+    assert int(crown.certified.sum()) >= 12  # the model certifies most points at 0.3
+    broken = PGD(ball, steps=40, restarts=2)(crownibp, x, y).success
+    assert not bool((broken & crown.certified).any())
