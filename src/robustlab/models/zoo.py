@@ -27,7 +27,6 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("mnist-cnn", "mnist_cnn", "mnist", "standard training (no defense)"),
         ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
         ZooEntry("mnist-cnn-trades", "mnist_cnn", "mnist", "TRADES (beta 6) fine-tuning of mnist-cnn-at, Linf eps 0.3", threat="linf:0.3"),
-        ZooEntry("mnist-cnn-fast", "mnist_cnn", "mnist", "fast adversarial training (FGSM + random start), Linf eps 0.3", threat="linf:0.3"),
         ZooEntry("mnist-cnn-crownibp", "mnist_cnn_small", "mnist", "CROWN-IBP certified training, Linf eps 0.4",
                  loader="robustlab.models.certified:load_certified", threat="linf:0.3"),
         # One line per shipped model; modalities and defenses name their own loader.
