@@ -2,7 +2,6 @@
 (scikit-learn digits MLP; a 2000-image MNIST slice for catastrophic overfitting)."""
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 

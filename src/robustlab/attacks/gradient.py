@@ -221,18 +221,19 @@ def run_pgd(
     ``counter`` may be a :class:`_FusedCounter` (the compiled path); any other Counter is
     called through ``logits_and_grad``. ``threat`` is an LpBall, or any Ball with an Lp ``norm``
     whose ``project``/``random_start`` apply its own per-sample radius; ``step_size`` is a float
-    or an (N,) tensor (one step length per sample). ``loss`` is a name for :func:`attack_loss`
-    or a per-sample callable ``(logits, y, target) -> (N,)`` (see :class:`PGD`).
+    or an (N,) tensor (one step length per sample).
+    ``loss`` is a name for :func:`attack_loss` or a
+    per-sample callable (see :class:`PGD`).
 
     ``last_iterate`` (training): return the last iterate of one run of ``steps`` steps without
     bookkeeping or the checking forward pass, so the cost is exactly ``steps`` forward+backward
     passes; success is then not measured (all False). Needs ``restarts=1, early_stop=False``.
     """
+    reject = rejects(counter.model)
+    loss_of: LossFn = loss if callable(loss) else (lambda out, yv, tv: attack_loss(loss, out, yv, tv, reject))
     if last_iterate and (restarts != 1 or early_stop):
         raise ValueError("last_iterate: needs restarts=1 and early_stop=False")
     n = x.shape[0]
-    reject = rejects(counter.model)
-    loss_of: LossFn = loss if callable(loss) else (lambda out, yv, tv: attack_loss(loss, out, yv, tv, reject))
     geometry = threat if isinstance(threat, LpBall) else LpBall(threat.norm, 0.0)
     steps_t = step_size if isinstance(step_size, Tensor) else None  # per-sample steps, sliced with idx
     x = x.detach()

@@ -132,4 +132,9 @@ def load(name: str, split: str = "test", n: int | None = None, start: int = 0) -
     return x, y
 
 
+register_dataset("keywords", "robustlab.data.keywords")
+
 __all__ = ["load", "names", "info", "size", "is_path", "DatasetInfo", "register_dataset"]
+register_dataset("mr", "robustlab.data.mr")
+register_dataset("r8", "robustlab.data.r8")
+register_dataset("sms", "robustlab.data.sms")

@@ -85,11 +85,44 @@ ATTACKS: list[Entry] = [
           lambda m, t: ensemble("plus", t), ensemble=True),
     Entry("rand", r"rand", LP, "AutoAttack for randomized models: APGD-CE/DLR with EOT-20",
           lambda m, t: ensemble("rand", t), ensemble=True),
+    Entry("fast", r"fast", ("linf", "l2"), "AutoAttack-strength evaluation on an adaptive budget, one row, "
+          "self-audited by standard on 5% of its robust points (attacks/fast.py)", lambda m, t: _fast(t)),
+    Entry("{textfooler,pwws,deepwordbug,genetic}-like[-Q], filter-evasion[-Q], wordnet-greedy[-Q]",
+          r"(?P<name>textfooler-like|pwws-like|deepwordbug-like|genetic-like|filter-evasion|wordnet-greedy)" + _Q,
+          ("words",), "text attacks (docs/text.md): goal + transformation + constraints + search, Q queries per sentence",
+          lambda m, t: _text_recipe(m["name"], t, _queries(m, 0) or None)),
 ]
+
+
+def _fast(threat: object) -> list[object]:
+    from robustlab.attacks.fast import build_fast
+
+    return build_fast(threat)  # type: ignore[arg-type]
+
+
+def _text_recipe(name: str, threat: object, max_queries: int | None) -> object:
+    from robustlab.attacks.text import recipe
+
+    return recipe(name, threat, max_queries=max_queries)  # type: ignore[arg-type]
+
+def _certify(name: str) -> Callable[[re.Match, object], object]:
+    def build(m: re.Match, t: object) -> object:
+        import robustlab.certify as c
+
+        return getattr(c, name)()
+    return build
+
 
 CERTIFIERS: list[Entry] = [
     Entry("linear", r"linear(?:-exact)?", LP, "exact margin of an affine model (a linear classifier)",
-          lambda m, t: __import__("robustlab.certify", fromlist=["LinearExact"]).LinearExact()),
+          _certify("LinearExact")),
+    Entry("ibp", r"ibp", LP, "interval bound propagation (Gowal et al. 2018)", _certify("IBP")),
+    Entry("crown", r"crown", LP, "CROWN linear bounds (Zhang et al. 2018), tighter than IBP", _certify("CROWN")),
+    Entry("alpha-crown", r"alpha-crown", LP, "CROWN with optimised ReLU slopes (Xu et al. 2021)",
+          _certify("AlphaCROWN")),
+    Entry("smoothing", r"smoothing", ("l2",), "randomized smoothing CERTIFY (Cohen et al. 2019) of a Smoothed model",
+          _certify("Smoothing")),
+    Entry("lipschitz", r"lipschitz", ("l2",), "margin / (sqrt(2) L) of a 1-Lipschitz network", _certify("Lipschitz")),
 ]
 
 

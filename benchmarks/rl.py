@@ -1,0 +1,169 @@
+"""Reinforcement-learning figures (issue 18): return under observation attacks vs eps for the
+shipped CartPole policies, the strategically-timed attack's share of attacked steps, and the
+rollout speed of the batched evaluation against a plain gymnasium loop.
+
+    python benchmarks/rl.py curves --models cartpole-dqn,cartpole-ppo --eps 0.1,0.2,0.3,0.4,0.5 --episodes 20
+    python benchmarks/rl.py speed --model cartpole-dqn --episodes 100
+    python benchmarks/rl.py table            # benchmarks/results/rl.md from the saved JSON
+
+Results go to benchmarks/results/rl-*.json (one file per model, merged over eps), then the table.
+Every number is a mean over seeded episodes 0..N-1; "worst" is the per-episode minimum over the
+attacks (the adversary picks its strategy per episode).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import robustlab as rl
+from robustlab.evaluation.episodes import evaluate_policy
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ENV = "CartPole-v1"
+
+
+def attacks_for(model: str, timed: str) -> list[str]:
+    names = ["fgsm", "pgd", "pgd-action0", "pgd-action1"] + [f"timed{float(t):g}-pgd" for t in timed.split(",")]
+    return names + (["min-q"] if "dqn" in model else [])
+
+
+def curves(args) -> None:
+    for model in args.models.split(","):
+        # --scale-from: the ball measured in another policy's state std (e.g. a robust policy in the
+        # vanilla one's units, so that both face the same raw perturbation)
+        tag = model + (f"@{args.scale_from}" if args.scale_from else "")
+        path = RESULTS / f"rl-{tag}.json"
+        data = json.loads(path.read_text()) if path.is_file() else {"model": tag, "points": {}}
+        policy = rl.models.load(model)
+        std = rl.models.load(args.scale_from).state_std if args.scale_from else policy.state_std
+        for eps in [float(e) for e in args.eps.split(",")]:
+            t0 = time.time()
+            rep = evaluate_policy(policy, ENV, rl.StateBall(eps).bind(std), attacks_for(model, args.timed),
+                                  episodes=args.episodes, seed=0, model_name=model)
+            per = {s.name: s for s in [rep.noise] + rep.attacks}
+            full = [s for s in rep.attacks if not s.name.startswith("timed") and s.name != "fgsm"]
+            worst = np.min([s.returns for s in full], axis=0)
+            data["points"][f"{eps:g}"] = {
+                "clean": rep.clean.mean_return, "scale": rep.scale, "episodes": rep.episodes,
+                **{k: {"mean": s.mean_return, "min": min(s.returns), "attacked": s.attacked_fraction,
+                       "fwd_per_step": sum(s.forward) / max(sum(s.steps), 1),
+                       "bwd_per_step": sum(s.backward) / max(sum(s.steps), 1)} for k, s in per.items()},
+                "worst": {"mean": float(worst.mean()), "min": float(worst.min())},
+                "seconds": time.time() - t0}
+            print(model, eps, {k: round(v["mean"], 1) for k, v in data["points"][f"{eps:g}"].items()
+                               if isinstance(v, dict)}, flush=True)
+            path.write_text(json.dumps(data, indent=1))
+
+
+def speed(args) -> None:
+    """Episodes per second, the same greedy policy: the batched CartPole (all episodes in one
+    batch) vs gymnasium one episode at a time; clean and with PGD-10 on every step."""
+    import gymnasium as gym
+
+    from robustlab.attacks.policy import ObsPGD
+    from robustlab.evaluation.episodes import rollout
+    from robustlab.threats.obs import StateBall
+
+    policy = rl.models.load(args.model)
+    ball = StateBall(args.speed_eps).bind(policy.state_std)
+    out = {"model": args.model, "episodes": args.episodes, "torch_threads": torch.get_num_threads(),
+           "cpu": platform.processor() or platform.machine()}
+    for label, attack, n in (("clean", None, args.episodes), ("pgd", ObsPGD(), args.pgd_episodes)):
+        t0 = time.perf_counter()
+        stats, _ = rollout(policy, ENV, range(n), ball, attack)
+        fast = time.perf_counter() - t0
+        env = gym.make(ENV)
+        t0 = time.perf_counter()
+        returns = []
+        for s in range(n):
+            obs, _ = env.reset(seed=s)
+            # the same per-episode random stream as the batched rollout (stream 0), so both
+            # loops take the same actions and do the same work
+            u = torch.rand(500, 4, generator=torch.Generator().manual_seed(s))
+            total, done, t = 0.0, False, 0
+            while not done:
+                x = torch.from_numpy(obs)[None]
+                if attack is not None:
+                    with torch.enable_grad():
+                        x = attack(policy, x, ball, u[t:t + 1]).obs_adv
+                t += 1
+                with torch.no_grad():
+                    a = int(policy(x).argmax(1))
+                obs, r, term, trunc, _ = env.step(a)
+                total += r
+                done = term or trunc
+            returns.append(total)
+        slow = time.perf_counter() - t0
+        assert returns == stats.returns, "the batched rollout must equal gymnasium's"
+        out[label] = {"batched_eps_per_s": n / fast, "gym_loop_eps_per_s": n / slow, "speedup": slow / fast,
+                      "episodes": n, "mean_return_batched": float(np.mean(stats.returns)),
+                      "mean_return_loop": float(np.mean(returns))}
+        print(label, out[label], flush=True)
+    (RESULTS / f"rl-speed-{args.model}.json").write_text(json.dumps(out, indent=1))
+
+
+def table(args) -> None:
+    lines = ["# Reinforcement learning: observation attacks on CartPole-v1 policies (issue 18)", "",
+             "Greedy policies, seeded episodes 0..N-1 (gymnasium 1.4.0 dynamics, bit-exact batched re-implementation).",
+             "Threat `state:EPS`: Linf ball of EPS standard deviations of each observation dimension over the",
+             "policy's own clean episodes. Mean return per setting; `worst` is the per-episode minimum over",
+             "pgd, pgd-action0/1 (and min-q for DQN); `timed` attacks only steps whose softmax preference gap",
+             "is >= its threshold (its share of attacked steps in brackets).", "",
+             "Commands: `python benchmarks/rl.py curves --models ... --eps ... --episodes N`, "
+             "`python benchmarks/rl.py speed`, `python benchmarks/rl.py table`.", ""]
+    for path in sorted(RESULTS.glob("rl-cartpole-*.json")):
+        data = json.loads(path.read_text())
+        pts = data["points"]
+        if not pts:
+            continue
+        any_pt = next(iter(pts.values()))
+        cols = [k for k in any_pt if isinstance(any_pt[k], dict) and k != "worst"]
+        lines += [f"## {data['model']} ({any_pt['episodes']} episodes per point)", "",
+                  "| eps | clean | " + " | ".join(cols) + " | worst |", "|---" * (len(cols) + 3) + "|"]
+        for eps in sorted(pts, key=float):
+            p = pts[eps]
+            cells = []
+            for c in cols:
+                cell = f"{p[c]['mean']:.1f}"
+                if c.startswith("timed"):
+                    cell += f" ({100 * p[c]['attacked']:.0f}%)"
+                cells.append(cell)
+            lines.append(f"| {eps} | {p['clean']:.1f} | " + " | ".join(cells) + f" | {p['worst']['mean']:.1f} |")
+        lines.append("")
+    for path in sorted(RESULTS.glob("rl-speed-*.json")):
+        d = json.loads(path.read_text())
+        lines += [f"## Rollout speed, {d['model']} (1 CPU thread, {d['cpu']})", "",
+                  "| setting | episodes | batched eps/s | gymnasium loop eps/s | speed-up |", "|---|---|---|---|---|"]
+        for label in ("clean", "pgd"):
+            s = d[label]
+            lines.append(f"| {label} | {s['episodes']} | {s['batched_eps_per_s']:.2f} | {s['gym_loop_eps_per_s']:.2f} "
+                         f"| {s['speedup']:.1f}x |")
+        lines.append("")
+    (RESULTS / "rl.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["curves", "speed", "table"])
+    p.add_argument("--models", default="cartpole-dqn,cartpole-ppo")
+    p.add_argument("--model", default="cartpole-dqn")
+    p.add_argument("--scale-from", default=None, help="measure eps in this policy's state std")
+    p.add_argument("--eps", default="0.1,0.2,0.3,0.4,0.5")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--pgd-episodes", type=int, default=10)
+    p.add_argument("--speed-eps", type=float, default=0.5)
+    p.add_argument("--timed", default="0.2", help="thresholds of the timed attacks, e.g. 0.2,0.6")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    {"curves": curves, "speed": speed, "table": table}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

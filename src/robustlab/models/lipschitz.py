@@ -1,0 +1,157 @@
+"""Networks that are 1-Lipschitz in L2 by construction, so a forward pass certifies.
+
+Every layer here has an L2 -> L2 Lipschitz constant <= 1 by a proof, not by an estimate:
+
+* ``AOLLinear`` / ``AOLConv2d``: almost-orthogonal layers (Prach & Lampert, ECCV 2022). The
+  weight W is used as ``W diag(d)`` with ``d_i = (sum_j |W^T W|_ij)^(-1/2)``; then
+  ``||W diag(d)||_2 <= 1`` for every W (Theorem 1 there), whatever training does. For the
+  convolution the row sums of |P^T P| (P the convolution as a matrix) are bounded by the
+  entries of the kernel's self-correlation, one rescaling per input channel; stride 1, zero
+  "same" padding (boundary truncation only drops terms, so the bound still holds).
+* ``MaxMin``: sorts pairs of channels (GroupSort with groups of 2, Anil et al. 2019): a
+  permutation of each pair, 1-Lipschitz and gradient-norm preserving.
+* ``nn.PixelUnshuffle`` and ``nn.Flatten`` are permutations; ``Center`` subtracts a constant.
+
+``LipschitzNet`` (a Sequential) states its constant as ``model.lipschitz``: the product of its
+layers' constants, and refuses layers it has no proof for. Input (N, C, H, W) in [0, 1],
+output (N, K) logits; the top-2 margin m certifies every L2 radius below m / (sqrt(2) * L).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _aol_scale(gram_abs_rowsum: Tensor) -> Tensor:
+    return gram_abs_rowsum.clamp_min(1e-12).rsqrt()
+
+
+class AOLLinear(nn.Module):
+    """y = W diag(d) x + b with d from |W^T W| row sums: ||W diag(d)||_2 <= 1.
+
+    Input (N, in_features), output (N, out_features)."""
+
+    lipschitz = 1.0
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.orthogonal_(self.weight)
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def effective_weight(self) -> Tensor:
+        w = self.weight
+        d = _aol_scale((w.T @ w).abs().sum(dim=1))  # (in,)
+        return w * d[None, :]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.effective_weight(), self.bias)
+
+
+class AOLConv2d(nn.Module):
+    """A stride-1, 'same'-padded convolution rescaled per input channel so that its L2
+    operator norm is <= 1. Input (N, in_channels, H, W), output (N, out_channels, H, W);
+    kernel_size odd."""
+
+    lipschitz = 1.0
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = True) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size: must be odd (same padding), got {kernel_size}")
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        # identity-like init: the centre tap of an orthogonal matrix
+        with torch.no_grad():
+            self.weight.zero_()
+            centre = torch.empty(out_channels, in_channels)
+            nn.init.orthogonal_(centre)
+            self.weight[:, :, self.padding, self.padding] = centre
+            self.weight.add_(1e-3 * torch.randn_like(self.weight))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def effective_weight(self) -> Tensor:
+        k = self.weight  # (O, I, kh, kw)
+        kt = k.transpose(0, 1)  # (I, O, kh, kw)
+        # self-correlation M[i, j, s] = sum_o sum_u K[o, i, u + s] K[o, j, u]: (I, I, 2k-1, 2k-1)
+        m = F.conv2d(kt, kt, padding=k.shape[-1] - 1)
+        d = _aol_scale(m.abs().sum(dim=(1, 2, 3)))  # (I,)
+        return k * d[None, :, None, None]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.effective_weight(), self.bias, padding=self.padding)
+
+
+class MaxMin(nn.Module):
+    """Splits the channel dimension (dim 1) in halves a, b and returns cat(max(a, b), min(a, b))."""
+
+    lipschitz = 1.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] % 2:
+            raise ValueError(f"x: MaxMin needs an even number of channels, got {x.shape[1]}")
+        a, b = x.chunk(2, dim=1)
+        return torch.cat([torch.maximum(a, b), torch.minimum(a, b)], dim=1)
+
+
+class Center(nn.Module):
+    """x - mean (a constant shift: Lipschitz constant exactly 1)."""
+
+    lipschitz = 1.0
+
+    def __init__(self, mean: float) -> None:
+        super().__init__()
+        self.mean = float(mean)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x - self.mean
+
+
+_ISOMETRIES = (nn.Flatten, nn.PixelUnshuffle, nn.PixelShuffle, nn.Identity)
+
+
+def layer_lipschitz(module: nn.Module) -> float:
+    """The proven L2 Lipschitz constant of one layer; TypeError for a layer without a proof."""
+    if isinstance(module, _ISOMETRIES):
+        return 1.0
+    c = getattr(module, "lipschitz", None)
+    if c is None:
+        raise TypeError(f"module: no proven Lipschitz constant for {type(module).__name__}")
+    return float(c)
+
+
+class LipschitzNet(nn.Sequential):
+    """A Sequential of layers with proven constants; ``lipschitz`` is their product (L2 -> L2)."""
+
+    @property
+    def lipschitz(self) -> float:
+        return math.prod(layer_lipschitz(m) for m in self)
+
+
+def mnist_lip(width: int = 512, depth: int = 3) -> LipschitzNet:
+    """The shipped ``mnist-lip`` architecture: a 1-Lipschitz MaxMin MLP.
+
+    Input (N, 1, 28, 28) in [0, 1]; output (N, 10) logits; ``lipschitz == 1``. ``depth``
+    hidden AOL layers of ``width`` units; a dense network because the Gram rescaling of a dense
+    layer is one matrix product, cheap enough to train on a CPU.
+    """
+    layers: list[nn.Module] = [Center(0.1307), nn.Flatten(), AOLLinear(784, width), MaxMin()]
+    for _ in range(depth - 1):
+        layers += [AOLLinear(width, width), MaxMin()]
+    layers.append(AOLLinear(width, 10))
+    return LipschitzNet(*layers)
+
+
+def load_mnist_lip(entry: object, state: dict[str, Tensor] | None) -> LipschitzNet:
+    """Zoo loader for ``mnist-lip`` (the architecture plus its weights)."""
+    model = mnist_lip()
+    if state is not None:
+        model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+__all__ = ["AOLLinear", "AOLConv2d", "MaxMin", "Center", "LipschitzNet", "layer_lipschitz",
+           "mnist_lip", "load_mnist_lip"]

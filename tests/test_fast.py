@@ -1,0 +1,135 @@
+"""The ``fast`` evaluation (attacks/fast.py) and its self-audit (evaluation/checks_fast_audit.py),
+on the shipped MNIST models."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import robustlab as rl
+from robustlab.attacks.apgd import APGD
+from robustlab.attacks.fast import FastEval, StageStats, build_fast, logit_margin
+from robustlab.evaluation.checks_fast_audit import audit_fast, sample_robust
+
+
+class Counting(nn.Module):
+    """Counts forward passes and backward passes through the output, per sample."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.fwd = 0
+        self.bwd = 0
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        n = x.shape[0]
+        self.fwd += n
+        if out.requires_grad:
+            out.register_hook(lambda g: setattr(self, "bwd", self.bwd + n))
+        return out
+
+
+@pytest.fixture(scope="module")
+def std():
+    torch.set_num_threads(1)
+    return rl.models.load("mnist-cnn")
+
+
+@pytest.fixture(scope="module")
+def at():
+    torch.set_num_threads(1)
+    return rl.models.load("mnist-cnn-at")
+
+
+def test_counts_every_pass_and_success_is_the_models(std):
+    x, y = rl.data.load("mnist", n=24)
+    threat = rl.LpBall("linf", 0.08)
+    model = Counting(std)
+    stages: list[StageStats] = []
+    res = FastEval(threat, steps=20, square_queries=200, seed=3, on_stage=stages.append)(model, x, y)
+    # forward_calls excludes only prepare()'s one-sample probe, which happens outside the counter.
+    assert res.forward_calls == model.fwd - 1
+    assert res.backward_calls == model.bwd
+    assert sum(s.forward_calls for s in stages) + x.shape[0] == res.forward_calls
+    with torch.no_grad():
+        pred = std(res.x_adv).argmax(1)
+    assert torch.equal(res.success, pred != y)
+    assert float(threat.distance(res.x_adv, x).max()) <= 0.08 + 1e-6
+    assert 0 < int(res.success.sum()) < x.shape[0]  # a partly robust setting, so the test can fail
+
+
+def test_margin_guided_targets_break_what_apgd_ce_misses(std):
+    # On the standard model at L2 1.5 (where AutoAttack's APGD-T adds ~2.5 pp over APGD-CE),
+    # the targeted stages of fast must break points that APGD-CE with the same steps misses.
+    x, y = rl.data.load("mnist", n=80)
+    threat = rl.LpBall("l2", 1.5)
+    ce = APGD(threat, loss="ce", steps=20, seed=0)(std, x, y)
+    res = FastEval(threat, steps=20, square_margin=0.0, seed=0)(std, x, y)
+    assert int(res.success.sum()) > int(ce.success.sum())
+    with torch.no_grad():
+        assert bool((logit_margin(std(res.x_adv), y)[~res.success] > 0).all())
+
+
+@pytest.mark.slow
+def test_rejection_saves_passes_on_a_robust_model(at):
+    x, y = rl.data.load("mnist", n=30)
+    threat = rl.LpBall("linf", 0.3)
+    full = FastEval(threat, steps=25, reject_margin=9.0, square_margin=0.0, seed=0)(at, x, y)
+    fast = FastEval(threat, steps=25, square_margin=0.0, seed=0)(at, x, y)
+    assert torch.equal(full.success, fast.success)
+    assert fast.forward_calls + fast.backward_calls < 0.75 * (full.forward_calls + full.backward_calls)
+
+
+def test_build_fast_and_arguments():
+    threat = rl.LpBall("linf", 0.3)
+    (a,) = build_fast(threat, seed=5)
+    assert isinstance(a, FastEval) and a.seed == 5 and a.name == "fast"
+    with pytest.raises(ValueError, match="steps"):
+        FastEval(threat, steps=0)
+    with pytest.raises(ValueError, match="reject_margin"):
+        FastEval(threat, reject_margin=-1.0)
+    with pytest.raises(TypeError, match="on_stage"):
+        FastEval(threat, on_stage=3)  # type: ignore[arg-type]
+    x, y = rl.data.load("mnist", n=2)
+    with pytest.raises(ValueError, match="target"):
+        FastEval(threat)(rl.models.load("mnist-cnn"), x, y, target=y)
+
+
+def test_sample_robust_is_seeded_and_sized():
+    robust = torch.zeros(1000, dtype=torch.bool)
+    robust[::2] = True
+    a = sample_robust(robust, 0.05, seed=1)
+    assert a.numel() == 25 and bool(robust[a].all())
+    assert torch.equal(a, sample_robust(robust, 0.05, seed=1))
+    assert not torch.equal(a, sample_robust(robust, 0.05, seed=2))
+    assert sample_robust(torch.zeros(5, dtype=torch.bool), 0.05, 0).numel() == 0
+
+
+def test_audit_warns_when_a_weakened_fast_misses_points(std):
+    x, y = rl.data.load("mnist", n=60, start=200)
+    threat = rl.LpBall("linf", 0.2)  # the standard model has no robust point here
+    # Deliberately weak: 1 APGD step, one target, every unbroken point rejected, no Square.
+    weak = FastEval(threat, steps=1, n_targets=1, extra_runs=0, reject_margin=0.0, square_margin=0.0, seed=0)
+    rep = rl.evaluate(std, x, y, threat, attacks=[weak], diagnostics=False)
+    assert int(rep.robust.sum()) >= 3
+    d = audit_fast(std, x, y, threat, rep.robust, fraction=0.05, seed=0)
+    assert d.name == "fast_audit" and d.status == "warn" and d.figure > 0
+    sampled, broken = d.details["sampled"], d.details["broken"]
+    assert set(broken) <= set(sampled) and all(bool(rep.robust[i]) for i in sampled)
+    assert d.details["overstatement_pp"] == pytest.approx(100 * len(broken) / len(sampled) * rep.robust_accuracy)
+    assert d.forward_calls > 0 and d.backward_calls > 0
+
+
+def test_audit_passes_where_fast_is_right(at):
+    x, y = rl.data.load("mnist", n=30)
+    threat = rl.LpBall("linf", 0.05)  # far inside what mnist-cnn-at was trained for
+    rep = rl.evaluate(at, x, y, threat, attacks=build_fast(threat), diagnostics=False)
+    d = audit_fast(at, x, y, threat, rep.robust, fraction=0.05, min_points=2, seed=0,
+                   attacks=[APGD(threat, loss="ce", steps=50)])
+    assert d.status == "pass" and len(d.details["sampled"]) == 2
+    with pytest.raises(ValueError, match="robust"):
+        audit_fast(at, x, y, threat, rep.robust.float())
+    with pytest.raises(ValueError, match="fraction"):
+        audit_fast(at, x, y, threat, rep.robust, fraction=0.0)

@@ -1,0 +1,119 @@
+"""1-Lipschitz layers and the margin certificate: the claimed constant is never exceeded by
+exact operator norms, random pairs or pairs found by gradient ascent on the ratio; the shipped
+mnist-lip certifies and its certificates survive PGD."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import jacrev
+
+import robustlab as rl
+from robustlab.certify.lipschitz import Lipschitz, lipschitz_constant
+from robustlab.models.lipschitz import AOLConv2d, AOLLinear, LipschitzNet, MaxMin, mnist_lip
+from robustlab.threats import LpBall
+
+torch.set_num_threads(1)
+
+
+def _scramble(module: nn.Module, seed: int) -> nn.Module:
+    """Replace every weight by a heavy-tailed random one: the bound must hold for any weights,
+    not only the orthogonal initialisation."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * torch.rand(p.shape, generator=g).pow(-1.5))
+    return module
+
+
+@pytest.mark.parametrize("shape", [(10, 30), (30, 10), (64, 64), (5, 200)])
+def test_aol_linear_spectral_norm_at_most_one(shape):
+    for seed in range(3):
+        layer = _scramble(AOLLinear(shape[1], shape[0]), seed)
+        assert float(torch.linalg.matrix_norm(layer.effective_weight().detach(), ord=2)) <= 1 + 1e-5
+
+
+@pytest.mark.parametrize("cin,cout,k", [(1, 4, 3), (3, 8, 3), (8, 3, 5), (4, 4, 1)])
+def test_aol_conv_exact_operator_norm_at_most_one(cin, cout, k):
+    for seed in range(2):
+        conv = _scramble(AOLConv2d(cin, cout, k), seed)
+        conv.bias.data.zero_()
+        x = torch.zeros(cin, 7, 7)
+        jac = jacrev(lambda v: conv(v[None])[0])(x).reshape(cout * 49, cin * 49)  # the conv as a matrix
+        norm = float(torch.linalg.matrix_norm(jac.detach(), ord=2))
+        assert norm <= 1 + 1e-5
+        assert norm > 0.05  # and the rescaling is not vacuous
+
+
+def test_maxmin_and_network_constant():
+    m = MaxMin()
+    x, x2 = torch.randn(500, 8), torch.randn(500, 8)
+    assert bool(((m(x) - m(x2)).norm(dim=1) <= (x - x2).norm(dim=1) + 1e-6).all())
+    assert sorted(m(torch.tensor([[3.0, -1.0, 1.0, 2.0]]))[0].tolist()) == [-1.0, 1.0, 2.0, 3.0]
+    assert mnist_lip(width=32, depth=2).lipschitz == 1.0
+    with pytest.raises(TypeError, match="module"):
+        LipschitzNet(nn.Flatten(), nn.Linear(4, 2)).lipschitz
+    with pytest.raises(ValueError, match="x"):
+        m(torch.randn(2, 3))
+
+
+def _max_ratio(model: nn.Module, x: torch.Tensor, steps: int, seed: int) -> float:
+    """Largest |f(x) - f(x')| / |x - x'| over random pairs at several scales, then gradient
+    ascent on the ratio from each pair (the adversarial pairs)."""
+    g = torch.Generator().manual_seed(seed)
+    best = 0.0
+    for scale in (1e-3, 0.1, 1.0, 5.0):
+        d = torch.randn(x.shape, generator=g) * scale
+        x2 = (x + d).requires_grad_(True)
+        opt = torch.optim.Adam([x2], lr=0.01 * scale)
+        for _ in range(steps):
+            ratio = (model(x2) - model(x)).norm(dim=1) / (x2 - x).flatten(1).norm(dim=1)
+            best = max(best, float(ratio.detach().max()))
+            opt.zero_grad()
+            (-ratio.sum()).backward()
+            opt.step()
+    return best
+
+
+def test_random_network_ratio_never_exceeds_constant():
+    torch.manual_seed(0)
+    model = _scramble(mnist_lip(width=64, depth=2), 1)
+    x = torch.rand(16, 1, 28, 28)
+    assert _max_ratio(model, x, steps=30, seed=0) <= model.lipschitz * (1 + 1e-4)
+
+
+def test_certifier_formula_and_errors():
+    model = mnist_lip(width=32, depth=1)
+    x, y = torch.rand(8, 1, 28, 28), torch.arange(8)
+    res = Lipschitz()(model, x, y, LpBall("l2", 0.01))
+    z = model(x).detach().double()
+    top = z.topk(2, dim=1).values
+    right = z.argmax(1) == y
+    expect = torch.where(right, (top[:, 0] - top[:, 1]) / math.sqrt(2), torch.zeros(8, dtype=torch.float64))
+    assert torch.allclose(res.radius, expect)
+    assert res.certified.tolist() == (right & (expect > 0.01 * (1 + 1e-5))).tolist()
+    assert res.forward_calls == 8
+    with pytest.raises(TypeError, match="model"):
+        Lipschitz()(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), x, y, LpBall("l2", 0.1))
+    with pytest.raises(ValueError, match="batch_size"):
+        Lipschitz(batch_size=0)
+    lin = Lipschitz()(model, x, y, LpBall("linf", 0.001))  # through the L2 ball of radius 0.028
+    assert lin.certified.tolist() == (right & (expect > 0.028 * (1 + 1e-5))).tolist()
+    assert lipschitz_constant(model) == 1.0
+
+
+@pytest.mark.slow
+def test_shipped_mnist_lip_constant_holds_and_certificates_survive_pgd():
+    model = rl.models.load("mnist-lip")
+    assert model.lipschitz == 1.0
+    x, y = rl.data.load("mnist", "test", n=200)
+    assert _max_ratio(model, x[:32], steps=25, seed=1) <= model.lipschitz * (1 + 1e-4)
+    threat = LpBall("l2", 1.58)
+    cert = Lipschitz()(model, x, y, threat)
+    assert float((model(x).argmax(1) == y).float().mean()) >= 0.9
+    assert float(cert.certified.float().mean()) >= 0.3
+    adv = rl.attacks.PGD(threat, steps=50, restarts=1, loss="margin", seed=0)(model, x, y)
+    assert not bool((adv.success & cert.certified).any()), "a certified point was broken"
+    assert bool(adv.success.any())  # the attack does break uncertified points
