@@ -22,6 +22,45 @@ def at_model():
     return rl.models.load("mnist-cnn-at")
 
 
+@pytest.fixture(scope="session")
+def net(std_model):
+    """The standard MNIST model (the black-box and access tests' name for it)."""
+    return std_model
+
+
+@pytest.fixture(scope="session")
+def batch():
+    """The first 20 MNIST test points."""
+    return rl.data.load("mnist", n=20)
+
+
+@pytest.fixture(scope="session")
+def digits_clf():
+    """A scikit-learn logistic regression fitted on the digits training split."""
+    from sklearn.linear_model import LogisticRegression
+
+    xt, yt = rl.data.load("digits", split="train")
+    return LogisticRegression(max_iter=2000).fit(xt.flatten(1).numpy(), yt.numpy())
+
+
+@pytest.fixture(scope="session")
+def score_server(net):
+    """The standard model served over HTTP at score access (requests shaped (N, 1, 28, 28))."""
+    from robustlab.models.serve import ModelServer
+
+    with ModelServer(net, access="score", input_shape=(1, 28, 28)) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def label_server(net):
+    """The standard model served over HTTP at label access."""
+    from robustlab.models.serve import ModelServer
+
+    with ModelServer(net, access="label") as s:
+        yield s
+
+
 @pytest.fixture
 def linf03():
     return rl.LpBall("linf", 0.3)

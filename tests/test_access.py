@@ -12,25 +12,6 @@ import torch
 import robustlab as rl
 from robustlab.models import HTTPError, HTTPModel, LabelOnly, QueryBudgetExceeded, ScoreOnly, SklearnModel
 from robustlab.models.access import n_classes_of, predict
-from robustlab.models.serve import ModelServer
-
-
-@pytest.fixture(scope="module")
-def net():
-    return rl.models.load("mnist-cnn")
-
-
-@pytest.fixture(scope="module")
-def batch():
-    return rl.data.load("mnist", n=20)
-
-
-@pytest.fixture(scope="module")
-def digits_clf():
-    from sklearn.linear_model import LogisticRegression
-
-    xt, yt = rl.data.load("digits", split="train")
-    return LogisticRegression(max_iter=2000).fit(xt.flatten(1).numpy(), yt.numpy())
 
 
 def _labels(net):
@@ -125,18 +106,6 @@ def test_sklearn_bad_arguments(digits_clf):
 
 
 # -- HTTP -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def score_server(net):
-    with ModelServer(net, access="score", input_shape=(1, 28, 28)) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def label_server(net):
-    with ModelServer(net, access="label") as s:
-        yield s
-
-
 @pytest.mark.parametrize("encoding", ["list", "base64"])
 def test_http_scores_exact(score_server, net, batch, encoding):
     x, _ = batch

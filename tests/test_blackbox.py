@@ -8,30 +8,7 @@ import torch
 import robustlab as rl
 from robustlab.attacks import NES, SPSA, Boundary, HopSkipJump, Square
 from robustlab.models import HTTPModel, LabelOnly, ScoreOnly, SklearnModel
-from robustlab.models.serve import ModelServer
 from robustlab.threats import DIST_TOL
-
-
-@pytest.fixture(scope="module")
-def net():
-    return rl.models.load("mnist-cnn")
-
-
-@pytest.fixture(scope="module")
-def batch():
-    return rl.data.load("mnist", n=20)
-
-
-@pytest.fixture(scope="module")
-def label_server(net):
-    with ModelServer(net, access="label") as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def score_server(net):
-    with ModelServer(net, access="score") as s:
-        yield s
 
 
 def _labels(net):
@@ -149,14 +126,6 @@ def test_nes_spsa_break_standard_model(net, batch, attack_cls, min_rate):
 
 
 # -- scikit-learn ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def digits_clf():
-    from sklearn.linear_model import LogisticRegression
-
-    xt, yt = rl.data.load("digits", split="train")
-    return LogisticRegression(max_iter=2000).fit(xt.flatten(1).numpy(), yt.numpy())
-
-
 def test_sklearn_classifier_attacked(digits_clf):
     x, y = rl.data.load("digits", split="test", n=50)
     scores = SklearnModel(digits_clf, input_shape=(1, 8, 8))

@@ -122,7 +122,7 @@ class Quantised(nn.Module):
                 q = torch.round(x * (outer.levels - 1)) / (outer.levels - 1)
                 return outer.model(x + (q - x).detach())
 
-        return BPDA()
+        return BPDA().eval()
 
     def naive_view(self) -> nn.Module:
         return self.model
@@ -131,7 +131,7 @@ class Quantised(nn.Module):
 def test_a_quantiser_is_attacked_through_its_bpda_view_and_judged_by_itself(std_model, mnist_test):
     x, y = mnist_test[0][:100], mnist_test[1][:100]
     threat = rl.LpBall("linf", 0.3)
-    defended = Quantised(std_model)
+    defended = Quantised(std_model).eval()
     # The deployed forward has zero gradient almost everywhere: plain PGD on it finds nothing.
     direct = PGD(threat, steps=20)(defended, x, y)
     adaptive = rl.evaluate(defended, x, y, threat, attacks=[PGD(threat, steps=20)], diagnostics=False)
@@ -186,7 +186,7 @@ class RejectEverythingOdd(nn.Module):
 def test_a_rejected_adversarial_point_is_a_defended_point(std_model, mnist_test):
     x, y = mnist_test[0][:60], mnist_test[1][:60]
     threat = rl.LpBall("linf", 0.3)
-    model = RejectEverythingOdd(std_model)
+    model = RejectEverythingOdd(std_model).eval()
 
     def brighten(m, xs, ys, target=None):  # misclassifies nothing by itself, only moves into "reject"
         x_adv = (xs + 0.3).clamp(0, 1)

@@ -385,14 +385,14 @@ def models() -> None:
     from robustlab.models.zoo import ZOO
 
     t = Table()
-    for c in ("name", "dataset", "description", "clean acc", "PGD-40x5 Linf 0.3 (first 1000)"):
+    for c in ("name", "data", "threat", "description", "clean"):
         t.add_column(c)
     for name in rl.models.names():
         card = rl.models.card(name)
-        clean = card.get("clean_accuracy_test_10k")
-        rob = card.get("pgd40x5_linf0.3_robust_accuracy_first1000")
-        t.add_row(name, ZOO[name].dataset, ZOO[name].description,
-                  f"{100 * clean:.2f}%" if clean is not None else "-", f"{100 * rob:.1f}%" if rob is not None else "-")
+        clean = next((card[k] for k in ("clean_accuracy_test_10k", "clean_accuracy", "test_accuracy", "clean")
+                      if isinstance(card.get(k), (int, float))), None)
+        t.add_row(name, ZOO[name].dataset, ZOO[name].threat or "", escape(ZOO[name].description),
+                  f"{100 * clean:.2f}%" if clean is not None and clean <= 1 else "-")
     console.print(t)
 
 

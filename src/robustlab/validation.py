@@ -66,6 +66,17 @@ def check_target(y: Tensor, target: Tensor, name: str = "target") -> None:
                          f"{int(same.nonzero()[0])}); a targeted attack needs target != y")
 
 
+def check_attack_args(model: object, x: Tensor, y: Tensor, target: Tensor | None) -> None:
+    """An attack call's arguments: a callable model, inputs and labels, x's dtype against the
+    model's, and a target (if any) of the right shape that differs from y."""
+    check_model(model)
+    check_inputs(x, y)
+    check_dtype_matches(model, x)
+    if target is not None:
+        check_inputs(x, target, name_y="target")
+        check_target(y, target)
+
+
 def check_labels_in_range(y: Tensor, n_classes: int, name: str = "y") -> None:
     if bool((y >= n_classes).any()):
         raise ValueError(

@@ -15,17 +15,12 @@ from torch import Tensor
 from robustlab.attacks.base import is_success
 from robustlab.models.access import QueryBudgetExceeded
 from robustlab.threats import check_lp  # re-exported for the black-box attacks
-from robustlab.validation import check_dtype_matches, check_inputs, check_logits, check_model, check_target
+from robustlab.validation import check_attack_args, check_logits
 
 
 def check_blackbox_inputs(model: object, x: Tensor, y: Tensor, target: Tensor | None) -> None:
     """Validate an attack's arguments without querying the model (a probe would cost a query)."""
-    check_model(model)
-    check_inputs(x, y)
-    check_dtype_matches(model, x)
-    if target is not None:
-        check_inputs(x, target, name_y="target")
-        check_target(y, target)
+    check_attack_args(model, x, y, target)
 
 
 def has_scores(model: object) -> bool:

@@ -19,8 +19,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.losses import attack_loss, is_success, margin_loss  # noqa: F401 (the one success rule)
 from robustlab.results import AttackResult
-from robustlab.validation import (check_dtype_matches, check_inputs, check_labels_in_range, check_model, check_seed,
-                                  check_target, probe_model)
+from robustlab.validation import check_attack_args, check_labels_in_range, check_seed, probe_model
 
 
 @runtime_checkable
@@ -109,12 +108,7 @@ def prepare(model: object, x: Tensor, y: Tensor, target: Tensor | None) -> int:
     Costs one forward pass on up to two samples (not counted: it is not part of the attack); two,
     because a batch of one can hide a missing channel axis behind broadcasting.
     """
-    check_model(model)
-    check_inputs(x, y)
-    check_dtype_matches(model, x)
-    if target is not None:
-        check_inputs(x, target, name_y="target")
-        check_target(y, target)
+    check_attack_args(model, x, y, target)
     with ModelGuard(model, warn=False):  # the probe must not touch BatchNorm statistics
         n_classes = probe_model(model, x[:2])
     check_labels_in_range(y, n_classes)
