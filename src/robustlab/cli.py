@@ -15,21 +15,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from robustlab.cli_tables import console, err, fail, print_diagnostics, print_report  # noqa: F401
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="robustlab: attack, defend and honestly evaluate models.")
-console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120") or 120))
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """One clear line on stderr, then exit (2 for bad arguments)."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _attack_help() -> str:
@@ -226,8 +219,8 @@ def evaluate(
                           highlight=False)
         report = _run_evaluation(rl, net, x, y, threat_obj, attack_list, cert_list, batch_size, seed, store, data_desc,
                                  diagnostics if view == "adaptive" else False, precision, view, workers, ray, npts)
-        _print_report(report, store)
-    _print_diagnostics(report.diagnostics)
+        print_report(console, report, store)
+    print_diagnostics(console, report.diagnostics)
     if min_robust_acc is not None:
         ok = report.robust_accuracy >= min_robust_acc
         line = (f"gate {'PASS' if ok else 'FAIL'}: robust accuracy {100 * report.robust_accuracy:.2f}% "
@@ -289,7 +282,6 @@ def _merge_config(ctx: typer.Context, path: Optional[Path], cli: dict, load_conf
                 values[k] = v
     if not values.get("model"):
         raise ValueError("Missing option '--model' (or a --config file with a [model] name)")
-    import os
 
     # Paths absolute, so the stored config means the same thing from any working folder.
     for k in ("weights", "store"):
@@ -298,59 +290,6 @@ def _merge_config(ctx: typer.Context, path: Optional[Path], cli: dict, load_conf
     if str(values["model"]).endswith(".py"):
         values["model"] = os.path.abspath(values["model"])
     return EvalConfig(**values)
-
-
-def _print_diagnostics(diags) -> None:
-    if not diags:
-        return
-    t = Table(title="diagnostics (gradient masking and evaluation strength)", title_justify="left")
-    for c, j in (("check", "left"), ("status", "left"), ("figure", "right"), ("explanation", "left"), ("cost", "right")):
-        t.add_column(c, justify=j)  # type: ignore[arg-type]
-    for d in diags:
-        colour = "green" if d.status == "pass" else "yellow"
-        t.add_row(d.name, f"[{colour}]{d.status}[/]", f"{d.figure:.3g}", escape(d.explanation),
-                  f"{d.seconds:.1f}s {d.forward_calls:,}f {d.backward_calls:,}b")
-    console.print(t)
-    warns = [d.name for d in diags if d.status == "warn"]
-    if warns:
-        console.print(f"[yellow]diagnostics: {len(warns)} warning(s) ({', '.join(warns)}): the robust accuracy "
-                      "above is likely an overestimate[/]", highlight=False)
-    else:
-        console.print(f"diagnostics: all {len(diags)} checks pass", highlight=False)
-
-
-def _print_report(report, store: Optional[Path]) -> None:
-    t = Table(title=escape(f"{report.n} points, threat {report.threat}"), title_justify="left")
-    t.add_column("stage")
-    t.add_column("accuracy", justify="right")
-    t.add_column("broken", justify="right")
-    t.add_column("attacked", justify="right")
-    t.add_column("forward (per point)", justify="right")
-    t.add_column("backward (per point)", justify="right")
-    t.add_column("seconds", justify="right")
-    t.add_row("clean", f"{100 * report.clean_accuracy:.2f}%", "", "", "", "", "")
-
-    def per(total: int, points: int) -> str:
-        return f"{total:,} ({total / points:.1f})" if points else f"{total:,}"
-
-    for c in report.certificates:
-        t.add_row(f"certified: {escape(c.name)}", f"{100 * c.certified_accuracy:.2f}%", "", str(c.attempted),
-                  f"{c.forward_calls:,}", "", f"{c.seconds:.1f}")
-    for s in report.attacks:
-        t.add_row(escape(s.name), f"{100 * s.robust_accuracy:.2f}%", str(s.broken), str(s.attacked),
-                  per(s.forward_calls, s.attacked), per(s.backward_calls, s.attacked), f"{s.seconds:.1f}")
-    t.add_row("[bold]robust[/]", f"[bold]{100 * report.robust_accuracy:.2f}%[/]", "", str(report.n),
-              per(report.forward_calls, report.n), per(report.backward_calls, report.n), f"{report.seconds:.1f}")
-    console.print(t)
-    tail = f"wall time {report.seconds:.1f}s"
-    if report.run_id:
-        tail += f"; run {report.run_id} stored in {store}"
-        if report.resumed_points:
-            tail += f" (resumed: {report.resumed_points} points were already stored)"
-    console.print(tail, highlight=False)
-    cert = "" if report.certified_accuracy is None else f"certified accuracy {100 * report.certified_accuracy:.2f}%, "
-    console.print(f"clean accuracy {100 * report.clean_accuracy:.2f}%, {cert}robust accuracy "
-                  f"{100 * report.robust_accuracy:.2f}%", highlight=False)
 
 
 @app.command()
@@ -396,92 +335,9 @@ def models() -> None:
     console.print(t)
 
 
-@app.command()
-def runs(store: Path = typer.Argument(..., help="SQLite result store")) -> None:
-    """List the runs in a result store."""
-    import datetime
-
-    from robustlab.evaluation.store import Store
-
-    if not store.is_file():
-        fail(f"store: no such file {str(store)!r}")
-    try:
-        with Store(store, readonly=True) as db:
-            rows = db.runs()
-    except ValueError as e:
-        fail(str(e))
-        return
-    t = Table()
-    for c in ("run", "kind", "created", "status", "model", "data", "threat", "attacks", "points", "clean", "certified",
-              "robust"):
-        t.add_column(c)
-    for r in rows:
-        s = r.summary or {}
-        status = {"running": "running or interrupted (rerun to resume)", "failed": "failed (rerun to resume)"}.get(
-            r.status, r.status)
-        t.add_row(r.run_id, r.kind, datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"), status,
-                  escape(str(r.data.get("model", r.model_hash[:12]))),
-                  escape(f"{r.data.get('name', '?')}/{r.data.get('split', '?')}"), r.threat,
-                  escape(", ".join(r.attacks)),
-                  f"{r.points_done}/{r.n}",
-                  f"{100 * s['clean_accuracy']:.2f}%" if "clean_accuracy" in s else "-",
-                  f"{100 * s['certified_accuracy']:.2f}%" if s.get("certified_accuracy") is not None else "-",
-                  f"{100 * s['robust_accuracy']:.2f}%" if "robust_accuracy" in s else "-")
-    console.print(t)
-
-
-@app.command()
-def report(
-    run: str = typer.Argument(..., help="Run id (or a unique prefix; see `robustlab runs STORE`)"),
-    store: Path = typer.Option(..., "--store", help="SQLite result store holding the run"),
-    out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write [default: report-<run>.html]"),
-) -> None:
-    """Write a self-contained HTML report of a stored run: plots, diagnostics, the config."""
-    from robustlab.report.html import load_run, render_report
-
-    try:
-        data = load_run(store, run)
-        path = out if out is not None else Path(f"report-{data.info.run_id}.html")
-        if not path.parent.exists():
-            fail(f"out: folder {str(path.parent)!r} does not exist")
-        page = render_report(data)
-        path.write_text(page, encoding="utf-8")
-    except ValueError as e:
-        fail(str(e))
-        return
-    warns = sum(d.status == "warn" for d in data.diagnostics)
-    console.print(f"report of run {data.info.run_id} written to {escape(str(path))} "
-                  f"({len(data.diagnostics)} diagnostics, {warns} warning(s))", highlight=False)
-
-
-@app.command()
-def leaderboard(
-    store: Path = typer.Argument(..., help="SQLite result store"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the leaderboard as an HTML page here"),
-) -> None:
-    """Rank the stored runs per (data, threat) by robust accuracy."""
-    from robustlab.report.leaderboard import leaderboard as build, rich_tables, write_leaderboard
-
-    try:
-        groups, unfinished = build(store)
-        if out is not None:
-            write_leaderboard(store, out)
-    except ValueError as e:
-        fail(str(e))
-        return
-    if not groups:
-        console.print("no finished run in this store yet", highlight=False)
-    for t in rich_tables(groups):
-        console.print(t)
-    if unfinished:
-        console.print(f"{unfinished} unfinished run(s) left out", highlight=False)
-    if out is not None:
-        console.print(f"leaderboard written to {escape(str(out))}", highlight=False)
-
-
 # Commands that live with their own area (``robustlab train`` with the training loop, ...):
 # each module defines ``register(app)``; adding one is one line here.
-COMMAND_MODULES: list[str] = ["robustlab.defenses.training.cli"]
+COMMAND_MODULES: list[str] = ["robustlab.cli_store", "robustlab.defenses.training.cli"]
 
 
 def _register_plugins() -> None:

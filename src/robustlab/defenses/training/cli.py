@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
 
         import torch
 
-        from robustlab.cli import console, fail
+        from robustlab.cli_tables import console, fail
         from robustlab.defenses.training.job import JobSpec, run_job
 
         if threads is not None:
