@@ -50,3 +50,17 @@ def test_bad_arguments_one_line_exit_2(args, needle, capsys):
     assert needle in err
     assert err.count("\n") == 0 or "Traceback" not in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_serve_refuses_a_port_out_of_range(port, capsys):
+    assert main(["serve", "--model", "mnist-cnn", "--port", port]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: port:")
+
+
+def test_serve_knows_the_input_shape_of_shipped_models():
+    from robustlab.cli import _input_shape
+
+    assert _input_shape("mnist-cnn") == (1, 28, 28) and _input_shape("kws-cnn") == (1, 8000)
+    assert _input_shape("no-such-model") is None

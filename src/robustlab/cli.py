@@ -65,6 +65,22 @@ def _load_model(spec: str, weights: Optional[Path], device: str, untrained: bool
     return rl.models.load(spec, device=device)
 
 
+def _input_shape(model: str) -> tuple[int, ...] | None:
+    """The shape of one input of a shipped model (from its dataset), so a served endpoint can
+    answer a wrongly shaped request with 400 naming the shape; None when unknown."""
+    import robustlab as rl
+    from robustlab.models.zoo import ZOO
+
+    entry = ZOO.get(model)
+    if entry is None:
+        return None
+    try:
+        shape = rl.data.info(entry.dataset).shape
+    except (ValueError, AttributeError, ImportError):
+        return None
+    return tuple(shape) if shape else None
+
+
 def _load_access_model(spec: str, weights: Optional[Path], device: str, access: str, x1, untrained: bool = False):
     """The model at the access level asked for: an HTTP endpoint, or a local model (restricted
     to score-only or label-only access unless ``access`` is "white")."""
@@ -304,10 +320,16 @@ def serve(
     """Serve a model as a JSON endpoint at http://HOST:PORT/predict (for black-box evaluation)."""
     from robustlab.models.serve import ModelServer
 
+    if not 0 <= port <= 65535:
+        fail(f"port: expected a TCP port in 0..65535, got {port}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"warning: binding {escape(host)} exposes the model beyond this machine; anyone who can reach "
+                  "the port can query it", highlight=False)
     try:
         net = _load_model(model, weights, device)
-        server = ModelServer(net, host=host, port=port, access=access)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as e:
+        shape = _input_shape(model)
+        server = ModelServer(net, host=host, port=port, access=access, input_shape=shape)
+    except (ValueError, TypeError, FileNotFoundError, OSError, OverflowError) as e:
         fail(str(e))
         return
     console.print(f"serving {escape(model)} ({access} access) at {server.url}; Ctrl-C to stop", highlight=False)
