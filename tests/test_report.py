@@ -157,3 +157,19 @@ def test_leaderboard_page_as_a_reader_sees_it(store, tmp_path, capsys):
     rows = re.findall(r'<tr class="lb-row"><td class="num">(\d+)</td>', dom)
     assert rows == ["1", "2", "3", "1"]
     assert "&lt;script&gt;" in dom and "<script>alert" not in dom
+
+
+def test_leaderboard_marks_standard_evaluations_and_labels_every_bar(tmp_path):
+    from robustlab.attacks import APGD, APGDT, FAB
+    from robustlab.report.leaderboard import leaderboard
+
+    x, y = rl.data.load("mnist", n=10)
+    t = rl.LpBall("linf", 0.3)
+    db = tmp_path / "runs.db"
+    model = rl.models.load("mnist-cnn")
+    rl.evaluate(model, x, y, t, [FAB(t, steps=3)], store=db, diagnostics=False, name="fab-alone")
+    rl.evaluate(model, x, y, t, [APGD(t, steps=3), APGDT(t, steps=3, n_target_classes=2), FAB(t, steps=3)],
+                store=db, diagnostics=False, name="standard-like")
+    (group,), _ = leaderboard(db)
+    marks = {e.model: e.attacks[0] for e in group.entries}
+    assert marks["standard-like"] == "[standard evaluation]" and not marks["fab-alone"].startswith("[")

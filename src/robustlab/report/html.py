@@ -49,7 +49,15 @@ def data_label(info: RunInfo) -> str:
 
 
 def model_label(info: RunInfo) -> str:
-    return str(info.data.get("model") or f"model {info.model_hash[:12]}")
+    """The model's name; for a builder file, its file name and the weights' hash (two runs of one
+    file with other weights are other models)."""
+    name = info.data.get("model")
+    if not name:
+        return f"model {info.model_hash[:12]}"
+    name = str(name)
+    if name.endswith(".py"):
+        return f"{Path(name).name} (weights {info.model_hash[:10]})"
+    return name
 
 
 @dataclass

@@ -70,6 +70,11 @@ def leaderboard(store: str | Path) -> tuple[list[Group], int]:
             # A reduced-precision search is part of how the number was reached: say so in the row.
             prec = r.config.get("precision", "fp32")
             attacks = list(r.attacks) + ([f"(searched in {prec}, decided in fp32)"] if prec != "fp32" else [])
+            kinds = [a.get("type") for a in r.config.get("attacks", []) if isinstance(a, dict)]
+            if kinds[:3] == ["APGD", "APGDT", "FAB"] and len(kinds) >= 3:
+                attacks = ["[standard evaluation]"] + attacks
+            elif "FastEval" in kinds:
+                attacks = ["[fast evaluation, self-audited]"] + attacks
             g.entries.append(Entry(i, r.run_id, model_label(r), attacks, r.n, float(r.summary["clean_accuracy"]),
                                    float(r.summary["robust_accuracy"]), [d.name for d in ds if d.status == "warn"],
                                    bool(ds), datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),

@@ -110,12 +110,15 @@ def leaderboard_bars(labels: Sequence[str], clean: Sequence[float], robust: Sequ
     fig = Figure(figsize=(6.4, 0.8 + 0.45 * max(k, 1)))
     ax = fig.add_subplot(1, 1, 1)
     ypos = np.arange(k)[::-1]
-    ax.barh(ypos + 0.2, [100 * c for c in clean], height=0.38, color="#aec7e8", label="clean")
-    ax.barh(ypos - 0.2, [100 * r for r in robust], height=0.38, color=_COLORS[0], label="robust")
+    bc = ax.barh(ypos + 0.2, [100 * c for c in clean], height=0.38, color="#aec7e8", label="clean")
+    br = ax.barh(ypos - 0.2, [100 * r for r in robust], height=0.38, color=_COLORS[0], label="robust")
+    for bars in (bc, br):  # every value labelled, so a 0% bar does not vanish
+        ax.bar_label(bars, labels=[f"{b.get_width():.1f}%" for b in bars], fontsize=7, padding=2)
     ax.set_yticks(ypos, labels, fontsize=8)
-    ax.set_xlim(0, 105)
+    ax.set_xlim(0, 118)
     ax.set_xlabel("accuracy (%)")
-    ax.legend(fontsize=8, loc="lower right")
+    # Above the axes: the legend never covers a bar.
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     return _png(fig)
 
 
