@@ -47,7 +47,11 @@ class WordCNN(nn.Module):
         words, vectors = glove()
         self.index = {w: i + 2 for i, w in enumerate(words)}
         table = torch.cat([torch.zeros(2, vectors.shape[1]), vectors])
-        self.embedding = nn.Embedding.from_pretrained(table, freeze=True, padding_idx=PAD)
+        # The shipped GloVe rows, frozen (a local tensor: nothing is fetched).
+        self.embedding = nn.Embedding(table.shape[0], table.shape[1], padding_idx=PAD)
+        with torch.no_grad():
+            self.embedding.weight.copy_(table)
+        self.embedding.weight.requires_grad_(False)
         self.convs = nn.ModuleList(nn.Conv1d(vectors.shape[1], filters, w) for w in widths)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(filters * len(widths), n_classes)
