@@ -1,16 +1,10 @@
 """Policy runs in the result store: one run (kind "policy") per identity, one metrics row per
-episode. Uses ``Store.open_run(..., kind="policy")`` and ``Store.write_metrics`` /
-``Store.metrics`` where the store has them; on a store without them (before the core's metrics
-table) the rows go to a ``policy_metrics`` table of the same SQLite file."""
+episode (``Store.write_metrics`` / ``Store.metrics``)."""
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from typing import Any
-
-FALLBACK = """CREATE TABLE IF NOT EXISTS policy_metrics (
-    run_id TEXT NOT NULL, step INTEGER NOT NULL, metrics TEXT NOT NULL, PRIMARY KEY (run_id, step))"""
 
 
 class PolicyRuns:
@@ -27,30 +21,16 @@ class PolicyRuns:
         kwargs = dict(config=config, config_hash=config_hash, model_hash=config["model_hash"],
                       data={"env": config["env"], "episodes": config["episodes"], "seed": config["seed"]},
                       threat=config["threat"], code_version=_code_version(), n=config["episodes"],
-                      attacks=[s for s in config["settings"]])
-        if "kind" in inspect.signature(store.open_run).parameters:
-            kwargs["kind"] = "policy"
+                      attacks=list(config["settings"]), kind="policy")
         store.open_run(self.run_id, **kwargs)
-        self.native = callable(getattr(store, "write_metrics", None)) and callable(getattr(store, "metrics", None))
-        if not self.native:
-            with store.conn:
-                store.conn.execute(FALLBACK)
 
     def done(self) -> dict[int, dict[str, Any]]:
         """{episode index: metrics} of the episodes already stored."""
-        if self.native:
-            return {int(step): dict(m) for step, m in self.store.metrics(self.run_id)}
-        rows = self.store.conn.execute("SELECT step, metrics FROM policy_metrics WHERE run_id = ?", (self.run_id,))
-        return {int(step): json.loads(m) for step, m in rows.fetchall()}
+        return {int(step): dict(m) for step, m in self.store.metrics(self.run_id)}
 
     def write(self, episode: int, metrics: dict[str, Any]) -> None:
         """Commit one episode's row."""
-        if self.native:
-            self.store.write_metrics(self.run_id, step=episode, metrics=metrics)
-            return
-        with self.store.conn:
-            self.store.conn.execute("INSERT OR REPLACE INTO policy_metrics VALUES (?, ?, ?)",
-                                    (self.run_id, episode, json.dumps(metrics, sort_keys=True)))
+        self.store.write_metrics(self.run_id, step=episode, metrics=metrics)
 
     def finish(self, summary: dict[str, Any]) -> None:
         self.store.finish_run(self.run_id, summary)

@@ -143,10 +143,6 @@ def names(entries: list[Entry] | None = None) -> list[str]:
     return [e.usage for e in (ATTACKS if entries is None else entries)]
 
 
-def help_text() -> str:
-    return "; ".join(f"{e.usage}" for e in ATTACKS)
-
-
 def markdown_table(entries: list[Entry] | None = None) -> str:
     """The README's table of names: usage, threats, description (one row per registry line)."""
     rows = ["| name | threats | what |", "|---|---|---|"]
@@ -203,4 +199,4 @@ def build_certifiers(spec: str, threat: object | None = None) -> list[object]:
 
 
 __all__ = ["ATTACKS", "CERTIFIERS", "Entry", "names", "build_attack", "build_attacks", "build_certifiers",
-           "threat_kinds", "ENSEMBLES", "help_text", "markdown_table"]
+           "threat_kinds", "ENSEMBLES", "markdown_table"]

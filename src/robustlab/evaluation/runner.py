@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from robustlab.attacks.base import Attack, ModelGuard
 from robustlab.attacks.gradient import PGD
 from robustlab.attacks.losses import rejects
-from robustlab.attacks.sequence import attack_name, with_seed
+from robustlab.attacks.sequence import attack_name
 from robustlab.batch import Inputs, count, data_hash, take
 from robustlab.certify.base import certifier_name
 from robustlab.evaluation.batch import BatchOutcome, UnsoundCertificate, commit_batch, run_batch  # noqa: F401
@@ -291,10 +291,9 @@ def evaluate(
                     certified[start:stop] = b.certified.cpu()
                 extra_fwd += b.extra_forward
                 for j, c in enumerate(b.attack_costs):
-                    for k in range(5):
-                        per_attack[j][k] += c[k]
-                for k, att, cnt, fw, sec in b.cert_costs:
-                    per_cert[k] = [per_cert[k][0] + att, per_cert[k][1] + cnt, per_cert[k][2] + fw, per_cert[k][3] + sec]
+                    _add(per_attack[j], c)
+                for k, *c in b.cert_costs:
+                    _add(per_cert[k], c)
                 if db is not None:
                     commit_batch(db, run_id, b)
                 if progress:
@@ -302,12 +301,11 @@ def evaluate(
             if db is not None:
                 # Costs of batches finished in earlier (interrupted) invocations count too.
                 per_attack = [[0, 0, 0, 0, 0.0] for _ in attack_list]
-                for _, j, att, brk, fw, bw, sec in db.costs(run_id):
-                    for k, v in enumerate((att, brk, fw, bw, sec)):
-                        per_attack[j][k] += v
+                for _, j, *c in db.costs(run_id):
+                    _add(per_attack[j], c)
                 per_cert = [[0, 0, 0, 0.0] for _ in cert_list]
-                for _, k, att, cnt, fw, sec in db.cert_costs(run_id):
-                    per_cert[k] = [per_cert[k][0] + att, per_cert[k][1] + cnt, per_cert[k][2] + fw, per_cert[k][3] + sec]
+                for _, k, *c in db.cert_costs(run_id):
+                    _add(per_cert[k], c)
         except BaseException:
             if db is not None:
                 db.close()
@@ -334,6 +332,12 @@ def evaluate(
             db.finish_run(run_id, summary)
             db.close()
     return report
+
+
+def _add(total: list, values: Sequence) -> None:
+    """Add a cost row (counts and seconds) into a running total, in place."""
+    for i, v in enumerate(values):
+        total[i] += v
 
 
 def _report(n: int, threat: object, names: list[str], cert_names: list[str], clean_correct: Tensor, robust: Tensor,
@@ -388,9 +392,6 @@ def _diagnose(attack_model: object, model: object, x: Inputs, y: Tensor, threat:
         db.write_diagnostics(run_id, [d.to_dict() for d in found])
     return found
 
-
-# Kept for callers of the 0.1 API.
-_with_seed = with_seed
 
 __all__ = ["evaluate", "run_identity", "run_batch", "commit_batch", "BatchOutcome", "resolve_attacks",
            "resolve_certifiers", "attack_name", "attack_config", "UnsoundCertificate", "EvaluationFailed",
