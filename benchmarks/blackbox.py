@@ -115,7 +115,7 @@ def hsj_foolbox(model, x, y, budgets, seed: int):
 
 def hsj_ours(model, x, y, budget: int, seed: int, init: str):
     t = time.time()
-    res = HopSkipJump(norm="l2", max_queries=budget, seed=seed, init=init)(model, x, y)
+    res = HopSkipJump("l2", max_queries=budget, seed=seed, init=init)(model, x, y)
     secs = time.time() - t
     with torch.no_grad():
         ok = model(res.x_adv).argmax(1) != y

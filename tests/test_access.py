@@ -252,7 +252,7 @@ def test_http_bad_arguments_and_unreachable(batch):
 def test_evaluate_label_only_over_http(label_server, net):
     x, y = rl.data.load("mnist", n=8)
     target = HTTPModel(label_server.url, access="label", encoding="base64")
-    attack = rl.attacks.HopSkipJump(norm="l2", eps=4.0, max_queries=400)
+    attack = rl.attacks.HopSkipJump("l2:4.0", max_queries=400)
     rep = rl.evaluate(target, x, y, rl.LpBall("l2", 4.0), attacks=[attack], diagnostics=False)
     assert rep.clean_accuracy == 1.0
     assert rep.robust_accuracy <= 0.5  # measured: 0.25 (1,142 queries in all)

@@ -32,7 +32,7 @@ def test_hopskipjump_l2_over_http(label_server, net, batch):
     x, y = batch[0][:10], batch[1][:10]
     target = HTTPModel(label_server.url, access="label", encoding="base64", batch_size=4096)
     before = label_server.received
-    res = HopSkipJump(norm="l2", max_queries=1000, seed=0)(target, x, y)
+    res = HopSkipJump("l2", max_queries=1000, seed=0)(target, x, y)
     _check(res, net, x, y, 1000)
     assert label_server.received - before == res.forward_calls == target.queries
     assert res.success.all()
@@ -44,19 +44,19 @@ def test_hopskipjump_l2_over_http(label_server, net, batch):
 def test_hopskipjump_linf_and_seed(net, batch):
     x, y = batch[0][:8], batch[1][:8]
     target = LabelOnly(_labels(net))
-    a = HopSkipJump(norm="linf", max_queries=500, seed=3)(target, x, y)
+    a = HopSkipJump("linf", max_queries=500, seed=3)(target, x, y)
     _check(a, net, x, y, 500)
     assert a.success.all()
     assert float(a.distance.median()) < 0.35  # measured: 0.234
     assert target.queries == a.forward_calls
-    b = HopSkipJump(norm="linf", max_queries=500, seed=3)(target, x, y)
+    b = HopSkipJump("linf", max_queries=500, seed=3)(target, x, y)
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.queries, b.queries)
 
 
 def test_hopskipjump_eps_stops_early_and_stays_in_ball(net, batch):
     x, y = batch
     # A batch neighbour starts close: with eps, most points stop within a few dozen queries.
-    res = HopSkipJump(norm="l2", eps=4.0, max_queries=500, init="batch")(LabelOnly(_labels(net)), x, y)
+    res = HopSkipJump("l2:4.0", max_queries=500, init="batch")(LabelOnly(_labels(net)), x, y)
     _check(res, net, x, y, 500)
     assert res.distance.max() <= 4.0 + DIST_TOL
     assert res.success.float().mean() >= 0.6  # measured: 0.90, median 16 queries for those broken
@@ -138,7 +138,7 @@ def test_sklearn_classifier_attacked(digits_clf):
     assert torch.equal(res.success, pred != y)
     assert res.success_rate >= 0.8  # measured: 96%, median 19 queries
     labels = SklearnModel(digits_clf, access="label")
-    res = HopSkipJump(norm="l2", max_queries=500)(labels, x, y)
+    res = HopSkipJump("l2", max_queries=500)(labels, x, y)
     pred = torch.from_numpy(digits_clf.predict(res.x_adv.flatten(1).numpy()))
     assert res.success.all() and torch.equal(res.success, pred != y)
     assert float(res.distance.median()) < 1.2  # measured: 0.67
@@ -146,10 +146,12 @@ def test_sklearn_classifier_attacked(digits_clf):
 
 # -- arguments ------------------------------------------------------------------------------
 @pytest.mark.parametrize("make, arg", [
-    (lambda: HopSkipJump(norm="l1"), "norm"),
+    (lambda: HopSkipJump("l1"), "norm"),
+    (lambda: HopSkipJump("l1:2.0"), "threat"),
+    (lambda: Boundary("linf:0.1"), "threat"),
     (lambda: HopSkipJump(max_queries=0), "max_queries"),
     (lambda: HopSkipJump(gamma=0.0), "gamma"),
-    (lambda: HopSkipJump(eps=-1.0), "eps"),
+    (lambda: HopSkipJump("l2:-1.0"), "eps"),
     (lambda: HopSkipJump(init="zeros"), "init"),
     (lambda: Boundary(spherical_step=1.5), "spherical_step"),
     (lambda: Boundary(step_adaptation=1.0), "step_adaptation"),
@@ -174,3 +176,15 @@ def test_bad_inputs_name_the_argument(net, batch):
         hsj(net, x - 1, y)
     with pytest.raises(ValueError, match="target"):
         hsj(LabelOnly(_labels(net), n_classes=10), x, y, target=torch.full_like(y, 11))
+
+
+def test_the_walks_take_a_threat_and_the_old_keywords_still_work_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="pass a threat"):
+        old = HopSkipJump(norm="linf", eps=0.1, max_queries=50)
+    assert old == HopSkipJump("linf:0.1", max_queries=50) == HopSkipJump(rl.LpBall("linf", 0.1), max_queries=50)
+    assert (old.norm, old.eps) == ("linf", 0.1)
+    with pytest.warns(DeprecationWarning):
+        assert Boundary(eps=2.0) == Boundary("l2:2.0")
+    assert HopSkipJump("linf").eps is None and HopSkipJump().norm == "l2"  # minimum norm, run to the budget
+    with pytest.raises(TypeError, match="threat"):
+        HopSkipJump("l2:1.0", eps=2.0)

@@ -81,9 +81,36 @@ def _input_shape(model: str) -> tuple[int, ...] | None:
     return tuple(shape) if shape else None
 
 
-def _load_access_model(spec: str, weights: Optional[Path], device: str, access: str, x1, untrained: bool = False):
-    """The model at the access level asked for: an HTTP endpoint, or a local model (restricted
-    to score-only or label-only access unless ``access`` is "white")."""
+def _probe_endpoint(net, x1) -> None:
+    """Ask an HTTP endpoint about one input before the run (one query from its budget), so an
+    endpoint that fails, hangs or answers out-of-range labels is one line and exit 2."""
+    from robustlab.models.http import HTTPError
+
+    try:
+        net.predict_labels(x1) if net.access == "label" else net(x1)
+    except HTTPError as e:
+        fail(f"model: {e}")
+    except ValueError as e:
+        fail(str(e))
+
+
+def _n_classes(data: str, y) -> int | None:
+    """The number of classes of a shipped dataset (an endpoint answering a label outside them is
+    refused); None for the user's own data, whose labels may cover only some of the model's."""
+    import robustlab as rl
+
+    try:
+        k = getattr(rl.data.info(data), "n_classes", None)
+    except (ValueError, KeyError, AttributeError, ImportError):
+        return None
+    return int(k) if k else None
+
+
+def _load_access_model(spec: str, weights: Optional[Path], device: str, access: str, x1, untrained: bool = False,
+                       http: Optional[dict] = None):
+    """The model at the access level asked for: an HTTP endpoint (``http``: timeout, retries,
+    n_classes), or a local model (restricted to score-only or label-only access unless
+    ``access`` is "white")."""
     import robustlab as rl
     from robustlab.validation import probe_model
 
@@ -94,7 +121,7 @@ def _load_access_model(spec: str, weights: Optional[Path], device: str, access: 
             fail("access: an HTTP model gives no gradients; use --access score or --access label")
         if weights is not None:
             fail("weights: --weights goes with a builder file, not an HTTP model")
-        return rl.models.HTTPModel(spec, access=access)
+        return rl.models.HTTPModel(spec, access=access, **(http or {}))
     net = _load_model(spec, weights, device, untrained)
     if access == "white":
         return net
@@ -138,6 +165,9 @@ def evaluate(
                                                "attack's mean return is below this"),
     precision: str = typer.Option("fp32", "--precision", help="Precision the attacks search in: fp32, bf16 or fp16 "
                                   "(autocast, ~2x faster where supported); success is always decided in full precision"),
+    timeout: float = typer.Option(10.0, "--timeout", help="For an http(s):// --model: seconds to wait for each answer"),
+    retries: int = typer.Option(3, "--retries", help="For an http(s):// --model: further attempts after a failed "
+                                "request (connection error, timeout, 408, 429, 5xx), with exponential backoff"),
 ) -> None:
     """Clean and robust accuracy of a model; every per-sample outcome goes to the store.
 
@@ -173,7 +203,7 @@ def evaluate(
             "batch_size": batch_size,
             "seed": seed, "diagnostics": "off" if no_diagnostics else diagnostics, "min_robust_acc": min_robust_acc,
             "store": None if store is None else str(store), "workers": workers, "ray": ray, "access": access,
-            "precision": precision},
+            "precision": precision, "timeout": timeout, "retries": retries},
             load_config, EvalConfig)
     except ValueError as e:
         fail(str(e))
@@ -183,8 +213,9 @@ def evaluate(
     store = None if cfg.store is None else Path(cfg.store)
     batch_size, seed, device, diagnostics = cfg.batch_size, cfg.seed, cfg.device, cfg.diagnostics
     min_robust_acc, workers, ray, access = cfg.min_robust_acc, cfg.workers, cfg.ray, cfg.access
-    precision, certify = cfg.precision, cfg.certify
+    precision, certify, timeout, retries = cfg.precision, cfg.certify, cfg.timeout, cfg.retries
     try:
+        _check_device(device)
         threat_obj = rl.threats.parse_threat(threat)
         if n is not None and n <= 0:
             fail(f"n: expected a positive number of points, got {n}")
@@ -196,7 +227,8 @@ def evaluate(
             fail("store: --workers/--ray need --store (the shards meet in the result store)")
         x, y = rl.data.load(data, split=split, n=n, start=start)
         tensor_x = isinstance(x, rl.evaluation.runner.Tensor)
-        net = _load_access_model(model, weights, device, access, x[:1].to(device) if tensor_x else x[:1], untrained)
+        net = _load_access_model(model, weights, device, access, x[:1].to(device) if tensor_x else x[:1], untrained,
+                                 http={"timeout": timeout, "retries": retries, "n_classes": _n_classes(data, y)})
         attack_list = rl.evaluation.runner.resolve_attacks(attacks, threat_obj)  # ensembles: a row per attack
         cert_list = rl.evaluation.runner.resolve_certifiers(certify)
         if tensor_x:
@@ -204,6 +236,8 @@ def evaluate(
         y = y.to(device)
         if access == "white" and tensor_x:
             probe_model(net, x[:2])
+        elif model.startswith(("http://", "https://")):
+            _probe_endpoint(net, x[:1])
         target = save_config if save_config is not None else default_config_path(cfg)
         cfg_path = write_config(cfg, target) if target is not None else None
     except typer.Exit:

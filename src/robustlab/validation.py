@@ -129,6 +129,20 @@ def is_module(model: object) -> bool:
     return isinstance(model, nn.Module)
 
 
+def _first_layer_input(model: object) -> tuple[int | str, ...] | None:
+    """What the first convolution of an nn.Module takes per sample, e.g. (1, "H", "W") for a
+    Conv2d with one input channel; None when the model does not start with one we can read."""
+    if not isinstance(model, nn.Module):
+        return None
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            return (m.in_channels,) + ("L",) if isinstance(m, nn.Conv1d) else \
+                (m.in_channels, "H", "W") if isinstance(m, nn.Conv2d) else (m.in_channels, "D", "H", "W")
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            return None
+    return None
+
+
 def probe_model(model, x1: Tensor, name: str = "model") -> int:
     """Run the model on one input (no gradient); return its number of classes, or raise a
     ValueError naming the model when it fails or returns the wrong shape."""
@@ -140,6 +154,10 @@ def probe_model(model, x1: Tensor, name: str = "model") -> int:
         if x1.dim() <= 3:  # an unbatched image or a batch missing its channel axis
             raise ValueError(f"x: the model's forward pass failed on a batch of shape {tuple(x1.shape)} ({first}); "
                              "is x a batch (N, C, H, W) of what the model takes?") from e
+        expected = _first_layer_input(model)
+        if expected is not None and (x1.dim() != len(expected) + 1 or x1.shape[1] != expected[0]):
+            raise ValueError(f"x: a batch of shape {tuple(x1.shape)} does not fit the model, whose first layer takes "
+                             f"(N, {', '.join(map(str, expected))}) ({first})") from e
         raise ValueError(f"{name}: forward pass failed on an input of shape {tuple(x1.shape)}: {first}") from e
     if isinstance(out, Tensor) and out.dim() >= 1 and out.shape[0] != x1.shape[0]:
         raise ValueError(f"x: a batch of shape {tuple(x1.shape)} gave model output of shape {tuple(out.shape)}, "

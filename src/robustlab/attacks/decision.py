@@ -17,7 +17,9 @@ input and the start then finds the boundary.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -25,9 +27,54 @@ from torch import Tensor
 
 from robustlab.attacks._walk import _bshape, _check_call, _check_common, _run_walk, _Walk  # noqa: F401
 from robustlab.results import AttackResult
+from robustlab.threats import LpBall, parse_threat
 from robustlab.validation import check_nonneg_float, check_positive_int
 
 _CHUNK = 16384  # inputs per model call in the gradient estimate
+
+
+def _walk_threat(threat: LpBall | str | None, norm: str | None, eps: float | None, norms: tuple[str, ...],
+                 who: str) -> LpBall | str | None:
+    """The stopping ball of a boundary walk from the ``threat`` argument, or from the keywords
+    ``norm=``/``eps=`` of release 0.1 (still accepted, with a DeprecationWarning)."""
+    if norm is not None or eps is not None:
+        if threat is not None:
+            raise TypeError(f"threat: pass the threat alone, not together with the old norm=/eps= keywords of {who}")
+        warnings.warn(f"{who}(norm=..., eps=...) is deprecated: pass a threat, e.g. {who}('{norm or 'l2'}:{eps or 1.0}') "
+                      f"or {who}(LpBall('{norm or 'l2'}', eps)); a bare norm ('{norm or 'l2'}') runs to the budget",
+                      DeprecationWarning, stacklevel=3)
+        threat = norm or "l2" if eps is None else LpBall(norm or "l2", eps)  # type: ignore[arg-type]
+    if threat is None:
+        return None
+    if isinstance(threat, str) and ":" not in threat:
+        if threat not in norms:
+            raise ValueError(f"norm: {who} walks in {' or '.join(norms)}, got {threat!r}")
+        return threat
+    ball = parse_threat(threat) if isinstance(threat, str) else threat
+    if not isinstance(ball, LpBall) or ball.norm not in norms:
+        raise ValueError(f"threat: {who} walks in an {' or '.join(norms)} ball, got {getattr(ball, 'spec', lambda: ball)()}")
+    return ball
+
+
+def _set_fields(attack: object, threat: LpBall | str | None, **values: object) -> None:
+    object.__setattr__(attack, "threat", threat)
+    for k, v in values.items():
+        object.__setattr__(attack, k, v)
+
+
+def _norm_of(threat: LpBall | str | None) -> str:
+    return "l2" if threat is None else threat if isinstance(threat, str) else threat.norm
+
+
+def _eps_of(threat: LpBall | str | None) -> float | None:
+    return None if threat is None or isinstance(threat, str) else float(threat.eps)
+
+
+def _legacy_config(attack: object) -> dict[str, object]:
+    """Release 0.1's fields: ``norm`` first, ``eps`` in place of ``threat``."""
+    fields = {f.name: getattr(attack, f.name) for f in dataclasses.fields(attack)}  # type: ignore[arg-type]
+    del fields["threat"]
+    return {"norm": getattr(attack, "norm"), **fields, "eps": getattr(attack, "eps")}
 
 
 @dataclass(frozen=True)
@@ -40,33 +87,38 @@ class HopSkipJump:
     boundary.
 
     Args:
-        norm: "l2" or "linf".
+        threat: the ball to reach (``LpBall`` or a spec such as ``"l2:2.0"``, ``"linf:0.1"``): a
+            point stops once inside it, and a point that never gets there is returned clean and
+            counted a failure. A bare norm (``"l2"``, ``"linf"``) or None (L2) runs each point to
+            its budget and returns the closest adversarial point found (minimum norm).
         max_queries: per-sample query budget, every query counted (clean input included).
         steps: iterations (40 in the paper).
         gamma: sets the binary-search tolerance and the probe radius (1 in the paper).
         init_evals: probes in the first gradient estimate (100); t-th: init_evals * sqrt(t).
         max_evals: cap on the probes of one estimate (10,000).
-        eps: stop a point once within eps; without it, run to the budget (minimum norm).
         init: "noise" (uniform noise first, then the nearest adversarial input of the same
             batch) or "batch" (that input first); targeted attacks always try the batch first.
         init_tries: uniform-noise queries per point when looking for a start.
         seed: seed of the probes and noise.
     """
 
-    norm: str = "l2"
+    threat: LpBall | str | None = None
     max_queries: int = 10000
     steps: int = 40
     gamma: float = 1.0
     init_evals: int = 100
     max_evals: int = 10000
-    eps: float | None = None
     init: str = "noise"
     init_tries: int = 100
     seed: int | None = 0
 
-    def __post_init__(self) -> None:
-        if self.norm not in ("l2", "linf"):
-            raise ValueError(f"norm: expected 'l2' or 'linf', got {self.norm!r}")
+    def __init__(self, threat: LpBall | str | None = None, *, max_queries: int = 10000, steps: int = 40,
+                 gamma: float = 1.0, init_evals: int = 100, max_evals: int = 10000, init: str = "noise",
+                 init_tries: int = 100, seed: int | None = 0, norm: str | None = None,
+                 eps: float | None = None) -> None:
+        _set_fields(self, _walk_threat(threat, norm, eps, ("l2", "linf"), "HopSkipJump"), max_queries=max_queries,
+                    steps=steps, gamma=gamma, init_evals=init_evals, max_evals=max_evals, init=init,
+                    init_tries=init_tries, seed=seed)
         _check_common(self)
         check_positive_int(self.steps, "steps")
         check_positive_int(self.init_evals, "init_evals")
@@ -77,6 +129,13 @@ class HopSkipJump:
     @property
     def name(self) -> str:
         return f"HopSkipJump-{self.norm}-{self.max_queries}"
+
+    norm = property(lambda self: _norm_of(self.threat), doc='"l2" or "linf": the walk\'s norm.')
+    eps = property(lambda self: _eps_of(self.threat), doc="The stopping radius, or None (minimum norm).")
+
+    def identity_config(self) -> dict[str, object]:
+        """The run-identity fields as release 0.1 wrote them (``norm``, ``eps``), so runs resume."""
+        return _legacy_config(self)
 
     def __call__(self, model: object, x: Tensor, y: Tensor, *, target: Tensor | None = None,
                  starting_points: Tensor | None = None) -> AttackResult:
@@ -182,27 +241,33 @@ class Boundary:
     ``adapt_every`` steps (grow above 1/2, shrink below 1/5). One or two queries per step.
 
     Args:
+        threat: an L2 ball to reach (``LpBall`` or ``"l2:2.0"``), as for :class:`HopSkipJump`;
+            ``"l2"`` or None runs to the budget (minimum norm).
         max_queries: per-sample query budget (clean input included).
         spherical_step, source_step: initial relative step sizes.
         step_adaptation: factor by which the steps grow (rate > 1/2) or shrink (rate < 1/5).
         adapt_every: steps between adaptations.
-        eps: stop a point once within eps (L2); without it, run to the budget.
         init, init_tries, seed: as for :class:`HopSkipJump`; the default here is "batch", since
             the walk is slow and a start close to the clean input matters most (measured on 10
             points: median L2 3.06 after 1000 queries, 4.95 after 500 from noise).
     """
 
+    threat: LpBall | str | None = None
     max_queries: int = 5000
     spherical_step: float = 0.01
     source_step: float = 0.01
     step_adaptation: float = 1.5
     adapt_every: int = 10
-    eps: float | None = None
     init: str = "batch"
     init_tries: int = 100
     seed: int | None = 0
 
-    def __post_init__(self) -> None:
+    def __init__(self, threat: LpBall | str | None = None, *, max_queries: int = 5000, spherical_step: float = 0.01,
+                 source_step: float = 0.01, step_adaptation: float = 1.5, adapt_every: int = 10,
+                 init: str = "batch", init_tries: int = 100, seed: int | None = 0, eps: float | None = None) -> None:
+        _set_fields(self, _walk_threat(threat, None, eps, ("l2",), "Boundary"), max_queries=max_queries,
+                    spherical_step=spherical_step, source_step=source_step, step_adaptation=step_adaptation,
+                    adapt_every=adapt_every, init=init, init_tries=init_tries, seed=seed)
         _check_common(self)
         for name in ("spherical_step", "source_step"):
             v = check_nonneg_float(getattr(self, name), name)
@@ -216,9 +281,12 @@ class Boundary:
     def name(self) -> str:
         return f"Boundary-{self.max_queries}"
 
-    @property
-    def norm(self) -> str:
-        return "l2"
+    norm = property(lambda self: "l2", doc="Always L2.")
+    eps = property(lambda self: _eps_of(self.threat), doc="The stopping radius, or None (minimum norm).")
+
+    def identity_config(self) -> dict[str, object]:
+        """The run-identity fields as release 0.1 wrote them (``eps``), so runs resume."""
+        return {k: v for k, v in _legacy_config(self).items() if k != "norm"}
 
     def __call__(self, model: object, x: Tensor, y: Tensor, *, target: Tensor | None = None,
                  starting_points: Tensor | None = None) -> AttackResult:

@@ -164,7 +164,7 @@ class SPSA:
         """Attack a batch: ``model`` maps (N, ...) in [0, 1] to (N, K) scores; x (N, ...); y (N,)."""
         b1, b2 = 0.9, 0.999
         n = x.shape[0]
-        dim = max(x[0].numel(), 1)
+        dim = max(int(torch.tensor(x.shape[1:]).prod()), 1)
         lr = self.lr if self.lr is not None else (
             self.threat.eps / 4 if self.threat.norm == "linf" else self.threat.eps / (4 * dim ** 0.5))
 

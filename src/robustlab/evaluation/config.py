@@ -47,7 +47,7 @@ from robustlab.models.precision import PRECISIONS
 
 # TOML section of each field.
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "model": ("model", "weights", "device", "access"),
+    "model": ("model", "weights", "device", "access", "timeout", "retries"),
     "data": ("data", "split", "start", "n"),
     "evaluation": ("threat", "attacks", "certify", "batch_size", "seed", "diagnostics", "precision"),
     "gate": ("min_robust_acc",),
@@ -79,6 +79,8 @@ class EvalConfig:
         store: SQLite result store path; None for none.
         workers: Ray workers to shard batches over (0: in this process).
         ray: address of a running Ray cluster (None: a local one when workers > 0).
+        timeout, retries: for an http(s):// model, seconds to wait for each answer and further
+            attempts after a failed request (connection error, timeout, 408, 429, 5xx).
     """
 
     model: str
@@ -100,6 +102,8 @@ class EvalConfig:
     store: str | None = None
     workers: int = 0
     ray: str | None = None
+    timeout: float = 10.0
+    retries: int = 3
 
     def __post_init__(self) -> None:
         _check(self)
@@ -110,7 +114,8 @@ class EvalConfig:
     def digest(self) -> str:
         """sha256 of the settings that decide the numbers (not where they are stored or how
         many workers computed them)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in ("store", "workers", "ray", "device")}
+        d = {k: v for k, v in self.to_dict().items()
+             if k not in ("store", "workers", "ray", "device", "timeout", "retries")}
         if d["precision"] == "fp32":  # the default leaves digests of older configs unchanged
             del d["precision"]
         if d["certify"] is None:
@@ -122,7 +127,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "weights": (str,), "device": (str,), "data": (str,), "split": (str,),
     "start": (int,), "n": (int,), "threat": (str,), "attacks": (str,), "certify": (str,), "batch_size": (int,),
     "seed": (int,), "diagnostics": (bool, str), "min_robust_acc": (int, float), "store": (str,),
-    "workers": (int,), "ray": (str,), "access": (str,), "precision": (str,),
+    "workers": (int,), "ray": (str,), "access": (str,), "precision": (str,), "timeout": (int, float),
+    "retries": (int,),
 }
 _OPTIONAL = {"weights", "n", "min_robust_acc", "store", "ray", "certify"}
 
@@ -167,6 +173,11 @@ def _check(cfg: EvalConfig) -> None:
         raise ValueError(f"config: [data] start: expected an index >= 0, got {cfg.start}")
     if cfg.batch_size <= 0:
         raise ValueError(f"config: [evaluation] batch_size: expected an int >= 1, got {cfg.batch_size}")
+    if not (math.isfinite(float(cfg.timeout)) and cfg.timeout > 0):
+        raise ValueError(f"config: [model] timeout: expected a positive number of seconds, got {cfg.timeout}")
+    cfg.timeout = float(cfg.timeout)
+    if cfg.retries < 0:
+        raise ValueError(f"config: [model] retries: expected an int >= 0, got {cfg.retries}")
     if cfg.workers < 0:
         raise ValueError(f"config: [run] workers: expected an int >= 0, got {cfg.workers}")
     if cfg.min_robust_acc is not None:

@@ -47,7 +47,12 @@ class EvaluationFailed(RuntimeError):
 
 
 def attack_config(attack: object) -> dict[str, Any]:
-    """A JSON-able description of a configured attack or certifier (its constructor arguments)."""
+    """A JSON-able description of a configured attack or certifier (its constructor arguments).
+    An attack whose constructor changed may give its earlier layout by ``identity_config()``, so
+    the run ids of stores written before the change stay the same."""
+    legacy = getattr(attack, "identity_config", None)
+    if callable(legacy):
+        return {"type": type(attack).__name__, **legacy()}
     if dataclasses.is_dataclass(attack) and not isinstance(attack, type):
         fields = {f.name: getattr(attack, f.name) for f in dataclasses.fields(attack)}
         return {"type": type(attack).__name__,
