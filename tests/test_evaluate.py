@@ -91,10 +91,14 @@ def test_kill_9_and_resume_gives_the_same_outcomes(tmp_path):
     deadline = time.time() + 300
     while _batches(db) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
+    with Store(db, readonly=True) as s:
+        assert s.runs()[0].status == "running"  # its process is alive and holds it
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     done_at_kill = _batches(db)
     assert 2 <= done_at_kill < 16, "the run must be killed mid-way for this test to mean anything"
+    with Store(db, readonly=True) as s:
+        assert s.runs()[0].status == "interrupted"  # killed: nobody holds it, a rerun resumes it
 
     resumed = _run_cli(args + ["--store", str(db)])
     out, errs = resumed.communicate(timeout=600)
@@ -118,4 +122,4 @@ def test_ctrl_c_keeps_finished_batches(tmp_path):
     assert _batches(db) >= 1
     with Store(db) as s:
         (run,) = s.runs()
-        assert run.status == "running"
+        assert run.status == "interrupted"  # no live process holds it

@@ -118,3 +118,53 @@ def test_a_batch_the_first_layer_cannot_take_names_x(shape, std_xy):
     bad = x.reshape(4, 1, 1, 28, 28) if len(shape) == 5 else x.repeat(1, 3, 1, 1)
     with pytest.raises(ValueError, match=r"^x: .*first layer takes \(N, 1, H, W\)"):
         rl.attacks.PGD(T, steps=1)(model, bad, y)
+
+
+# -- 18: a long attack shows movement within its batch ------------------------------------------
+def test_progress_moves_on_every_forward_pass_of_an_attack(std_xy):
+    model, x, y = std_xy
+    seen: list[tuple[str, int]] = []
+    rl.evaluate(model, x, y, T, attacks=[rl.attacks.PGD(T, steps=20, early_stop=False)], diagnostics=False,
+                on_step=lambda name, calls: seen.append((name, calls)))
+    assert seen and {name for name, _ in seen} == {"PGD-20"}
+    assert [c for _, c in seen] == list(range(1, len(seen) + 1)) and len(seen) >= 20  # one tick per pass
+
+
+# -- 24: distances that make a curve (and NaN where nothing was perturbed) -----------------------
+def test_broken_points_are_moved_back_to_their_closest_misclassified_point(std_xy):
+    model, x, y = std_xy
+    x, y = rl.data.load("mnist", n=64)
+    y = y.clone()
+    y[0] = (y[0] + 1) % 10  # a point the model gets wrong without attack
+    rep = rl.evaluate(model, x, y, T, attacks="pgd-20", diagnostics=False)
+    broken = rep.broken_by >= 0
+    assert broken.sum() >= 50 and torch.isnan(rep.distance[~broken]).all() and bool(rep.broken_by[0] == -2)
+    d = rep.distance[broken]
+    assert (d <= 0.3 + 1e-6).all()
+    assert d.min() < 0.2 and len(set(d.round(decimals=3).tolist())) >= 10  # not one bar at eps: a spread of radii
+    # the curve implied by those distances is honest: at each radius, PGD at that radius breaks at least as many
+    for r in (0.1, 0.15):
+        claimed = int((d <= r).sum())
+        direct = rl.evaluate(model, x, y, LpBall("linf", r), attacks="pgd-40", diagnostics=False)
+        assert int((direct.broken_by >= 0).sum()) >= claimed - 2
+
+
+# -- 19, 20: runs made through the API are named --------------------------------------------------
+def test_api_runs_are_named(tmp_path, capsys):
+    model = rl.models.load("mnist-cnn")
+    x, y = rl.data.load("mnist", n=4, start=10)
+    db = tmp_path / "api.db"
+    rl.evaluate(model, x, y, T, attacks="fgsm", store=db, diagnostics=False)
+    rl.evaluate(model, x[:3], y[:3], T, attacks="fgsm", store=db, diagnostics=False, name="my-net")
+    with rl.Store(db) as s:
+        sliced, tagged = s.runs()
+    assert tagged.data["model"] == "mnist-cnn" and tagged.data["name"] == "mnist" and tagged.data["start"] == 10
+    assert sliced.data["model"] == "my-net" and "name" not in sliced.data  # a slice of x is not the loaded data
+    from robustlab.report.html import data_label, model_label
+
+    assert data_label(tagged) == "mnist/test[10:14]" and data_label(sliced).startswith("3 points (data sha256")
+    assert model_label(sliced) == "my-net"
+    assert main(["runs", str(db)]) == 0
+    assert "?/?" not in capsys.readouterr().out  # `runs` shows the same labels
+    curve = rl.evaluation.curves.robust_accuracy_curve(torch.tensor([0.1, float("inf")]), [0.0, 0.2])
+    assert curve.tolist() == [1.0, 0.5]  # the README's curves module, reachable from the package

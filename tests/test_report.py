@@ -106,6 +106,9 @@ def test_report_as_a_reader_sees_it(store, tmp_path):
     assert len(data.diagnostics) == 10
     assert dom.count('class="diag-row"') == len(data.diagnostics)
     assert len(re.findall(r'<img class="plot"[^>]*src="data:image/png;base64,', dom)) == 3
+    assert dom.count('class="num eps-point"') == 12  # the eps curve as numbers, at 12 radii
+    assert "id=\"tradeoff\"" in dom and "clean vs robust accuracy across runs" in dom  # the store's trade-off
+    assert "id=\"gallery\"" in dom or "id=\"per-class\"" in dom
     assert dom.count('class="attack-row"') == 2  # clean + FGSM
     assert "robust accuracy (linf:0.1)" in dom
     assert '[model]\nname = "mnist-cnn"' in dom and "robustlab evaluate --config" in dom  # the config
@@ -154,6 +157,7 @@ def test_leaderboard_page_as_a_reader_sees_it(store, tmp_path, capsys):
     assert dom.count('class="lb-row"') == 4
     assert dom.count('<section class="group">') == 2
     assert len(re.findall(r'<img class="plot"[^>]*src="data:image/png;base64,', dom)) == 2
+    assert len(re.findall(r'<img class="plot tradeoff"[^>]*src="data:image/png;base64,', dom)) == 2
     rows = re.findall(r'<tr class="lb-row"><td class="num">(\d+)</td>', dom)
     assert rows == ["1", "2", "3", "1"]
     assert "&lt;script&gt;" in dom and "<script>alert" not in dom

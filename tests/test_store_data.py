@@ -123,7 +123,7 @@ def test_a_failing_model_marks_the_run_failed_and_keeps_finished_batches(std_mod
 
         def forward(self, t):
             calls["n"] += 1
-            if calls["n"] > 8:
+            if t.shape == x[20:40].shape and torch.equal(t, x[20:40]):  # the second batch's clean pass
                 raise RuntimeError("device fell over")
             return self.inner(t)
 

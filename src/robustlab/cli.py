@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -291,9 +292,19 @@ def _run_evaluation(rl, net, x, y, threat_obj, attack_list, cert_list, batch_siz
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as bar:
         task = bar.add_task("evaluating" if view == "adaptive" else "non-adaptive", total=npts)
 
+        phase = ["evaluating" if view == "adaptive" else "non-adaptive"]
+        shown = [0.0]
+
         def tick(done: int, total: int) -> None:
             last = done >= total and diagnostics
-            bar.update(task, completed=done, description="diagnostics" if last else "evaluating")
+            phase[0] = "diagnostics" if last else phase[0]
+            bar.update(task, completed=done, description=phase[0])
+
+        def step(attack: str, calls: int) -> None:  # within a batch: movement per forward pass
+            now = time.monotonic()
+            if now - shown[0] >= 0.25:
+                shown[0] = now
+                bar.update(task, description=f"{phase[0]} · {escape(attack)}: {calls:,} passes")
 
         try:
             if workers or ray:
@@ -305,7 +316,7 @@ def _run_evaluation(rl, net, x, y, threat_obj, attack_list, cert_list, batch_siz
                                             precision=precision, certifiers=cert_list, view=view)
             return rl.evaluate(net, x, y, threat_obj, attacks=attack_list, certifiers=cert_list, batch_size=batch_size,
                                seed=seed, store=store, data=data_desc, progress=tick, diagnostics=diagnostics,
-                               precision=precision, view=view)
+                               precision=precision, view=view, on_step=step)
         except (ValueError, TypeError) as e:
             bar.stop()
             fail(str(e))

@@ -17,6 +17,7 @@ def runs(store: Path = typer.Argument(..., help="SQLite result store")) -> None:
     import datetime
 
     from robustlab.evaluation.store import Store
+    from robustlab.report.html import data_label, model_label
 
     if not store.is_file():
         fail(f"store: no such file {str(store)!r}")
@@ -32,11 +33,10 @@ def runs(store: Path = typer.Argument(..., help="SQLite result store")) -> None:
         t.add_column(c)
     for r in rows:
         s = r.summary or {}
-        status = {"running": "running or interrupted (rerun to resume)", "failed": "failed (rerun to resume)"}.get(
+        status = {"interrupted": "interrupted (rerun to resume)", "failed": "failed (rerun to resume)"}.get(
             r.status, r.status)
         t.add_row(r.run_id, r.kind, datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"), status,
-                  escape(str(r.data.get("model", r.model_hash[:12]))),
-                  escape(f"{r.data.get('name', '?')}/{r.data.get('split', '?')}"), r.threat,
+                  escape(model_label(r)), escape(data_label(r)), r.threat,
                   escape(", ".join(r.attacks)),
                   f"{r.points_done}/{r.n}",
                   f"{100 * s['clean_accuracy']:.2f}%" if "clean_accuracy" in s else "-",
@@ -51,15 +51,14 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write [default: report-<run>.html]"),
 ) -> None:
     """Write a self-contained HTML report of a stored run: plots, diagnostics, the config."""
-    from robustlab.report.html import load_run, render_report
+    from robustlab.report.html import load_run, write_report
 
     try:
         data = load_run(store, run)
         path = out if out is not None else Path(f"report-{data.info.run_id}.html")
         if not path.parent.exists():
             fail(f"out: folder {str(path.parent)!r} does not exist")
-        page = render_report(data)
-        path.write_text(page, encoding="utf-8")
+        write_report(store, data.info.run_id, path)  # every section (gallery, per class, ...), written atomically
     except ValueError as e:
         fail(str(e))
         return

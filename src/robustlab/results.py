@@ -56,7 +56,10 @@ class EvalReport:
 
     Per-sample tensors are all of shape (N,), in the order of the evaluated points.
     ``broken_by`` holds the index into ``attacks`` of the first attack that broke the point,
-    -1 for points still robust and -2 for points misclassified without attack.
+    -1 for points still robust and -2 for points misclassified without attack. ``distance`` is
+    the threat's distance of the stored adversarial point of each broken point (moved back
+    towards the clean input to the closest point still misclassified, see
+    ``attacks.sequence.shrink_along``), NaN for points not broken or misclassified clean.
     """
 
     n: int

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +20,19 @@ from torch import Tensor
 from robustlab.attacks.losses import rejects
 from robustlab.batch import Inputs, count, take
 from robustlab.models.access import predict
+
+
+def _step_hook(model: object, name: str, on_step: Callable[[str, int], None] | None):
+    """A forward hook on an nn.Module that reports every forward pass (None when not needed)."""
+    if on_step is None or not isinstance(model, torch.nn.Module):
+        return None
+    calls = [0]
+
+    def hook(module: torch.nn.Module, inputs: object, output: object) -> None:
+        calls[0] += 1
+        on_step(name, calls[0])
+
+    return model.register_forward_hook(hook)
 
 
 def attack_name(attack: object) -> str:
@@ -67,15 +80,51 @@ class Sequenced:
     judge_forward: int = 0  # the judge's re-classifications
 
 
+def shrink_along(judge: object, x: Tensor, x_adv: Tensor, y: Tensor, target: Tensor | None, pred: Tensor,
+                 n_scores: int | None, reject: bool, threat: object, steps: int) -> tuple[Tensor, Tensor, int]:
+    """The closest point to ``x`` on the segment x -> x_adv that the judge still gets wrong.
+
+    Bisection on t in (0, 1] (``steps`` halvings, t known to 2**-steps): every x + t (x_adv - x)
+    lies in the ball and the box where x_adv does (both are convex and hold x). Forward passes
+    only (``steps`` per point). Gives the report's accuracy-vs-eps curve real distances: PGD's
+    Linf points sit on the ball's surface, so their own distance is eps for every point.
+
+    Returns:
+        (x_best (N, ...), pred_best (N,), forward passes spent).
+    """
+    n = x.shape[0]
+    delta = x_adv - x
+    shape = (n,) + (1,) * (x.dim() - 1)
+    lo = torch.zeros(n, dtype=x.dtype, device=x.device)
+    hi = torch.ones(n, dtype=x.dtype, device=x.device)
+    best_pred = pred.clone()
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        p = predict(judge, x + mid.view(shape) * delta).to(pred.device)
+        ok = judged_success(p, y, target, n_scores, reject).to(x.device)
+        hi, lo = torch.where(ok, mid, hi), torch.where(ok, lo, mid)
+        best_pred = torch.where(ok.to(pred.device), p, best_pred)
+    best = x + hi.view(shape) * delta
+    keep = threat.admits(best, x).to(x.device)  # type: ignore[attr-defined]
+    best = torch.where(keep.view(shape), best, x_adv)
+    return best, torch.where(keep.to(pred.device), best_pred, pred), steps * n
+
+
 def run_in_order(attacks: Sequence[object], attack_model: object, judge: object, x: Inputs, y: Tensor,
                  threat: object, seed: int | None, active: Tensor | None = None,
-                 target: Tensor | None = None, keep_points: bool = False) -> Sequenced:
+                 target: Tensor | None = None, keep_points: bool = False, shrink: int = 0,
+                 on_step: Callable[[str, int], None] | None = None) -> Sequenced:
     """Run ``attacks`` in order on ``x`` (N, ...) against ``attack_model``; judge by ``judge``.
 
     Args:
         active: (N,) bool, the points to attack (default all); the others stay unbroken.
         seed: base seed (attack j gets ``seed + 7919 * j``); None keeps each attack's own.
         keep_points: also return each attack's adversarial points (for galleries, ensembles).
+        shrink: bisection steps of ``shrink_along`` on each broken point (0: none), for a
+            deterministic judge on tensor inputs; the distance and the kept point are then the
+            shrunk ones. Its passes count as the judge's.
+        on_step: called as ``on_step(attack_name, forward_calls_so_far)`` on every forward pass
+            of an nn.Module ``attack_model`` during an attack (progress within a long attack).
     """
     n = count(x)
     dev = y.device
@@ -98,7 +147,12 @@ def run_in_order(attacks: Sequence[object], attack_model: object, judge: object,
         ts = None if target is None else target[idx]
         a = attack if seed is None else with_seed(attack, seed + 7919 * j)
         refined = getattr(attack_model, "refine_calls", 0)
-        res = a(attack_model, xs, ys) if ts is None else a(attack_model, xs, ys, target=ts)  # type: ignore[operator]
+        hook = _step_hook(attack_model, attack_name(attack), on_step)
+        try:
+            res = a(attack_model, xs, ys) if ts is None else a(attack_model, xs, ys, target=ts)  # type: ignore[operator]
+        finally:
+            if hook is not None:
+                hook.remove()
         refined = getattr(attack_model, "refine_calls", 0) - refined  # full-precision passes of Autocast
         cost.seconds = time.time() - t0
         x_adv = res.x_adv.detach().to(xs.dtype) if isinstance(xs, Tensor) else list(res.x_adv)
@@ -125,7 +179,13 @@ def run_in_order(attacks: Sequence[object], attack_model: object, judge: object,
         adv_pred[b] = pred.to(dev)[succ]
         if b.numel():
             picked = take(x_adv, succ.nonzero().squeeze(1))
-            distance[b] = threat.distance(picked, take(xs, succ.nonzero().squeeze(1))).to(dev, torch.float32)  # type: ignore[attr-defined]
+            origin = take(xs, succ.nonzero().squeeze(1))
+            if shrink and isinstance(picked, Tensor) and not reject and not getattr(judge, "random", False):
+                picked, p_best, spent = shrink_along(judge, origin, picked, ys[succ], None if ts is None else ts[succ],
+                                                     adv_pred[b], n_scores, reject, threat, shrink)
+                adv_pred[b] = p_best.to(dev)
+                out.judge_forward += spent
+            distance[b] = threat.distance(picked, origin).to(dev, torch.float32)  # type: ignore[attr-defined]
             out.x_adv.append((b, picked if keep_points else None))
         else:
             out.x_adv.append((b, None))
@@ -134,4 +194,4 @@ def run_in_order(attacks: Sequence[object], attack_model: object, judge: object,
     return out
 
 
-__all__ = ["run_in_order", "Sequenced", "AttackCost", "attack_name", "with_seed", "judged_success"]
+__all__ = ["run_in_order", "shrink_along", "Sequenced", "AttackCost", "attack_name", "with_seed", "judged_success"]

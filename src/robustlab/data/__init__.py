@@ -94,6 +94,16 @@ def _stop(what: str, size: int, start: object, n: object) -> int:
 
 
 def load(name: str, split: str = "test", n: int | None = None, start: int = 0) -> tuple[Tensor, Tensor]:
+    """Load points ``start .. start+n`` of a split of a dataset (see ``_load``). The returned x
+    carries ``x.robustlab_data = {"name", "split", "start"}``, which ``evaluate`` records with the
+    run when it is given no ``data=`` description (a slice or copy of x does not carry it)."""
+    x, y = _load(name, split, n, start)
+    if isinstance(x, Tensor):
+        x.robustlab_data = {"name": name, "split": split, "start": int(start)}  # type: ignore[attr-defined]
+    return x, y
+
+
+def _load(name: str, split: str = "test", n: int | None = None, start: int = 0) -> tuple[Tensor, Tensor]:
     """Load points ``start .. start+n`` of a split of a dataset.
 
     Args:

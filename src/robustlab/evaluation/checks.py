@@ -223,13 +223,18 @@ def check_gradients(model: object, x: Tensor, y: Tensor, threat: LpBall) -> list
     return [grads, along]
 
 
+# Radii of the full sweep, in units of the threat's eps (plus the whole input range): a curve of
+# at least 10 radii for the report, where early stopping makes the large radii cheap.
+SWEEP_MULTIPLIERS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 1.5, 2.0, 3.0)
+
+
 def check_eps_sweep(model: object, x: Tensor, y: Tensor, clean: Tensor, threat: LpBall, seed: int,
                     steps: int = PROBE_STEPS, sweep: bool = True) -> list[Diagnostic]:
     """accuracy_vs_eps and unbounded_eps: PGD (margin loss, no random start) at growing eps.
     ``sweep=False``: only the unbounded radius (unbounded_eps alone)."""
     cost = _Cost(model)
     top = max_eps(threat, x)
-    eps_list = sorted({min(top, threat.eps * m) for m in (0.5, 1.0, 2.0)} | {top}) if sweep else [top]
+    eps_list = sorted({min(top, threat.eps * m) for m in SWEEP_MULTIPLIERS} | {top}) if sweep else [top]
     eps_list = [e for e in eps_list if e > 0]
     curve: list[list[float]] = []
     n_sub = x.shape[0]

@@ -64,6 +64,15 @@ def attack_config(attack: object) -> dict[str, Any]:
     return {"type": type(attack).__name__, "repr": text}
 
 
+def _without_early_stop(attack: Attack) -> Attack:
+    """A random defense's view (EOT) is not its deployed draw: an attack that drops a point once
+    the view misclassifies it may stop where the deployed model is still right, so attacks on a
+    ``random = True`` model run every step (the deployed model judges the returned point)."""
+    if dataclasses.is_dataclass(attack) and any(f.name == "early_stop" for f in dataclasses.fields(attack)):
+        return dataclasses.replace(attack, early_stop=False)  # type: ignore[type-var]
+    return attack
+
+
 def default_attacks(threat: object) -> list[Attack]:
     """The default evaluation: PGD-40 with one random restart (cross-entropy)."""
     return [PGD(threat, steps=40, restarts=1)]  # type: ignore[arg-type]
@@ -172,6 +181,7 @@ def evaluate(
     precision: str = "fp32",
     view: str = "adaptive",
     name: str | None = None,
+    on_step: Callable[[str, int], None] | None = None,
 ) -> EvalReport:
     """Clean, certified and robust accuracy of ``model`` on (x, y) under ``threat``.
 
@@ -191,7 +201,8 @@ def evaluate(
         seed: base seed; batch b's attacks get seed ``seed * 1_000_003 + start_of_b``, so a
             batch's outcome does not depend on which batches ran before it.
         store: path of a SQLite result store; with it the run is resumable.
-        data: a description of the data recorded with the run ({"name": ..., "split": ...}).
+        data: a description of the data recorded with the run ({"name": ..., "split": ...});
+            default: what ``rl.data.load`` attached to x, if x came from it.
         progress: called as ``progress(points_done, points_total)`` after every batch.
         diagnostics: the gradient-masking checks (``evaluation.diagnostics``): True or "fast" (the
             default: budgeted to at most 25% of the evaluation's own passes, on as many points as
@@ -202,6 +213,8 @@ def evaluate(
         view: "adaptive" (attack ``attack_view()``, the default) or "naive" (attack the bare
             ``naive_view()`` and transfer: what an evaluation that ignores the defense reports).
         name: the model's name in the store, runs and leaderboard (default ``model.name`` if set).
+        on_step: called as ``on_step(attack_name, forward_passes)`` on every forward pass of the
+            attacked model inside an attack, so a long attack on few points shows movement.
 
     Returns:
         EvalReport with per-sample ``clean_correct``, ``certified``, ``robust``, ``broken_by``,
@@ -223,6 +236,8 @@ def evaluate(
         raise ValueError(f"diagnostics: expected True/False or 'fast', 'full', 'off', got {diagnostics!r}")
     diagnostics = {True: "fast", False: False, "off": False}.get(diagnostics, diagnostics)  # type: ignore[arg-type]
     attack_list = resolve_attacks(attacks, threat)
+    if getattr(model, "random", False):
+        attack_list = [_without_early_stop(a) for a in attack_list]
     cert_list = resolve_certifiers(certifiers)
     check_precision(precision, model)
     names = [attack_name(a) for a in attack_list]
@@ -238,7 +253,7 @@ def evaluate(
 
         run_id, config, model_hash, data_sha = run_identity(model, x, y, threat, attack_list, batch_size, seed,
                                                             precision, cert_list, view)
-        data_desc = dict(data or {})
+        data_desc = dict(data or getattr(x, "robustlab_data", None) or {})  # rl.data.load tags its x
         data_desc["sha256"] = data_sha
         model_name = name or getattr(model, "name", None)
         if isinstance(model_name, str) and "model" not in data_desc:
@@ -281,7 +296,7 @@ def evaluate(
                 try:
                     b = run_batch(model, attack_model, take(x, slice(start, stop)), y[start:stop], threat,
                                   attack_list, cert_list, seed * 1_000_003 + start, start,
-                                  examples=8 if db is not None else 0)
+                                  examples=8 if db is not None else 0, on_step=on_step)
                 except (UnsoundCertificate, KeyboardInterrupt):
                     raise
                 except Exception as e:  # the model or an attack failed: say where, keep what is stored

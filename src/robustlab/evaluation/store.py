@@ -2,7 +2,8 @@
 
 Tables:
     runs      one row per run: identity hash, config, model hash, data, threat, code version,
-              timestamps, status ("running" until the last batch lands, then "done"), summary.
+              timestamps, status ("running" until the last batch lands, then "done"; read
+              back as "interrupted" when no live process holds it), summary.
     batches   one row per finished batch (committed together with its outcomes and costs).
     outcomes  one row per evaluated point: label, clean correctness, robustness, the attack that
               broke it, the adversarial distance.
@@ -28,6 +29,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+
+try:
+    import fcntl
+except ImportError:  # Windows: no liveness check; killed runs read "running"
+    fcntl = None  # type: ignore[assignment]
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +74,7 @@ class Store:
         """
         self.path = Path(path)
         self.readonly = readonly
+        self._held: dict[str, int] = {}
         if self.path.is_dir():
             raise ValueError(f"store: {str(self.path)!r} is a directory, expected a database file path")
         if not self.path.parent.exists():
@@ -136,7 +143,58 @@ class Store:
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
+        for run_id in list(getattr(self, "_held", {})):
+            self._release(run_id)
         self.conn.close()
+
+    # -- which runs have a live process ------------------------------------------------------
+    # The process that opens (or resumes) a run holds an exclusive flock on a small file beside
+    # the store until the run finishes, fails or the store closes. A run still "running" whose
+    # lock nobody holds was killed (kill -9, a crash, a power cut): ``runs`` calls it interrupted.
+    def _lock_path(self, run_id: str) -> Path:
+        return self.path.with_name(f".{self.path.name}.{run_id}.lock")
+
+    def _hold(self, run_id: str) -> None:
+        if fcntl is None or run_id in self._held:
+            return
+        try:
+            fd = os.open(self._lock_path(run_id), os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError:  # a folder we may not write: no liveness, the run still works
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another live process runs it too
+            os.close(fd)
+            return
+        self._held[run_id] = fd
+
+    def _release(self, run_id: str) -> None:
+        fd = self._held.pop(run_id, None)
+        if fd is None:
+            return
+        try:
+            self._lock_path(run_id).unlink(missing_ok=True)
+        except OSError:
+            pass
+        os.close(fd)  # closing drops the flock
+
+    def is_live(self, run_id: str) -> bool | None:
+        """Whether a live process holds run ``run_id`` (None where flock is not available)."""
+        if fcntl is None:
+            return None
+        if run_id in self._held:
+            return True
+        try:
+            fd = os.open(self._lock_path(run_id), os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def __enter__(self) -> "Store":
         return self
@@ -161,13 +219,17 @@ class Store:
             if row is not None:
                 self.conn.execute("UPDATE runs SET updated = ?, status = CASE status WHEN 'done' THEN 'done' "
                                   "ELSE 'running' END, error = NULL WHERE run_id = ?", (now, run_id))
-                return True
+        if row is not None:
+            self._hold(run_id)
+            return True
+        with self.conn:
             self.conn.execute(
                 "INSERT INTO runs (run_id, created, updated, status, config, config_hash, model_hash, data,"
                 " threat, code_version, n, attacks, kind) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, now, now, json.dumps(config, sort_keys=True), config_hash, model_hash,
                  json.dumps(data, sort_keys=True), threat, code_version, n, json.dumps(attacks), kind),
             )
+        self._hold(run_id)
         return False
 
     def write_batch(self, run_id: str, start: int, size: int, seconds: float,
@@ -221,6 +283,7 @@ class Store:
         with self.conn:
             self.conn.execute("UPDATE runs SET status = 'failed', error = ?, updated = ? WHERE run_id = ?",
                               (error, time.time(), run_id))
+        self._release(run_id)
 
     def write_diagnostics(self, run_id: str, entries: list[dict[str, Any]]) -> None:
         """Replace a run's diagnostics; each entry a dict with name, status, figure, explanation."""
@@ -265,6 +328,7 @@ class Store:
         with self.conn:
             self.conn.execute("UPDATE runs SET status = 'done', updated = ?, summary = ? WHERE run_id = ?",
                               (time.time(), json.dumps(summary, sort_keys=True), run_id))
+        self._release(run_id)
 
     # -- reading ---------------------------------------------------------------------------
     def done_batches(self, run_id: str) -> dict[int, int]:
@@ -304,9 +368,13 @@ class Store:
                 f"{extra} FROM runs r ORDER BY r.created DESC").fetchall()
         except sqlite3.DatabaseError as e:
             raise _damaged(self.path, e) from None
-        return [RunInfo(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], json.loads(r[6]), r[7], r[8], r[9],
-                        json.loads(r[10]), json.loads(r[11]) if r[11] else None, r[12], r[13], r[14], r[15])
+        return [RunInfo(r[0], r[1], r[2], self._status(r[0], r[3]), json.loads(r[4]), r[5], json.loads(r[6]), r[7],
+                        r[8], r[9], json.loads(r[10]), json.loads(r[11]) if r[11] else None, r[12], r[13], r[14], r[15])
                 for r in rows]
+
+    def _status(self, run_id: str, status: str) -> str:
+        """"running" only while a live process holds the run; else "interrupted" (resumable)."""
+        return "interrupted" if status == "running" and self.is_live(run_id) is False else status
 
     def run(self, run_id: str) -> RunInfo:
         """One run by id or unique id prefix."""

@@ -43,7 +43,7 @@ def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
 
                 state = load_bytes(f.read())
         model = getattr(importlib.import_module(mod), fn)(entry, state)
-        return model.to(device).eval()
+        return _named(model.to(device).eval(), name)
     if not path.is_file():
         raise FileNotFoundError(
             f"name: weights for {name!r} are missing from the package ({path}); "
@@ -55,7 +55,18 @@ def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
 
         state = load_bytes(f.read())
     model.load_state_dict(state, strict=True)
-    return model.to(device).eval()
+    return _named(model.to(device).eval(), name)
+
+
+def _named(model: nn.Module, name: str) -> nn.Module:
+    """Give the model its zoo name (``model.name``, read by ``evaluate`` for the store, runs and
+    leaderboard) unless it already has one."""
+    if not getattr(model, "name", None):
+        try:
+            model.name = name
+        except AttributeError:  # a read-only ``name`` of the model's own
+            pass
+    return model
 
 
 def load_from_file(builder_file: str | Path, weights: str | Path | None = None,

@@ -153,8 +153,11 @@ def render_report(run: RunData, sections: str = "") -> str:
     sweep = next((d.details.get("curve") for d in run.diagnostics if d.name == "accuracy_vs_eps"), None)
     eps = run.eps
     plot_list = []
+    eps_rows: list[tuple[float, float]] = []
     if eps is not None:  # a curve over the radius needs a threat with one radius
         curve = plots.distance_curve(run.clean_correct, run.robust, run.distance, eps) if len(run.label) else None
+        if curve and eps > 0:
+            eps_rows = plots.distance_curve(run.clean_correct, run.robust, run.distance, eps, points=13)[1:]
         plot_list.append(
             {"title": "Robust accuracy vs eps", "png": plots.accuracy_vs_eps(eps, run.norm, robust, sweep, curve),
              "caption": "Robust accuracy against eps: the curve implied by the distances of the adversarial examples "
@@ -185,6 +188,8 @@ def render_report(run: RunData, sections: str = "") -> str:
         "diagnostics": run.diagnostics,
         "n_warn": sum(d.status == "warn" for d in run.diagnostics),
         "plots": plot_list,
+        "eps_rows": eps_rows,
+        "norm": run.norm,
         "attacks": attacks,
         "sections": sections,
         "config_text": text,

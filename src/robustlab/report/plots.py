@@ -122,4 +122,26 @@ def leaderboard_bars(labels: Sequence[str], clean: Sequence[float], robust: Sequ
     return _png(fig)
 
 
-__all__ = ["accuracy_vs_eps", "attack_breakdown", "distance_histograms", "distance_curve", "leaderboard_bars"]
+def tradeoff(labels: Sequence[str], clean: Sequence[float], robust: Sequence[float],
+             highlight: int | None = None, title: str = "Clean vs robust accuracy") -> str:
+    """Clean against robust accuracy, one labelled point per run (the trade-off every defense
+    paper draws); ``highlight``: the index of the run the page is about."""
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    cx, rx = [100 * c for c in clean], [100 * r for r in robust]
+    for i, (c, r, name) in enumerate(zip(cx, rx, labels)):
+        this = i == highlight
+        ax.scatter([r], [c], s=90 if this else 40, color=_COLORS[1] if this else _COLORS[0], zorder=3,
+                   edgecolor="black" if this else "none", marker="*" if this else "o")
+        ax.annotate(name, (r, c), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    lo_c = min(cx + [90.0]) - 2
+    ax.set_xlim(-2, 104)
+    ax.set_ylim(lo_c, 101)
+    ax.set_xlabel("robust accuracy (%)")
+    ax.set_ylabel("clean accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    return _png(fig)
+
+
+__all__ = ["tradeoff", "accuracy_vs_eps", "attack_breakdown", "distance_histograms", "distance_curve", "leaderboard_bars"]

@@ -249,14 +249,39 @@ def episodes(run: Any, db: Store) -> str:
             f"<tr><td>mean</td>{mean}</tr>{body}</table></section>")
 
 
+def tradeoff(run: Any, db: Store) -> str:
+    """Clean vs robust accuracy of every finished evaluation in the store on the same points
+    under the same threat, this run starred."""
+    from robustlab.report import plots
+    from robustlab.report.html import model_label
+
+    info = run.info
+    sha = info.data.get("sha256")
+    peers = [r for r in db.runs() if r.kind == "evaluation" and r.status == "done" and r.summary
+             and r.threat == info.threat and r.data.get("sha256") == sha and "clean_accuracy" in r.summary]
+    if not any(r.run_id == info.run_id for r in peers):
+        return ""
+    labels = [f"{model_label(r)} ({', '.join(r.attacks)[:24]})" for r in peers]
+    png = plots.tradeoff(labels, [r.summary["clean_accuracy"] for r in peers],
+                         [r.summary["robust_accuracy"] for r in peers],
+                         highlight=[r.run_id for r in peers].index(info.run_id),
+                         title=f"Clean vs robust accuracy, {info.threat}, {len(peers)} run(s) of this store")
+    note = ("" if len(peers) > 1 else " Only this run so far: evaluate other models (or defenses) on the same "
+            "points into this store to fill the plot.")
+    return (f"<section id='tradeoff'><h2>Trade-off across the store</h2><p>Every finished evaluation in this store on the "
+            f"same points under the same threat; this run is the star.{html.escape(note)}</p>"
+            f"<img class='plot tradeoff' alt='clean vs robust accuracy across runs' src='data:image/png;base64,{png}'></section>")
+
+
 def all_sections(run: Any, store: str | Path) -> str:
     """Every section that applies to ``run``, in reading order."""
     with Store(store, readonly=True) as db:
         parts = [training(run, db), episodes(run, db), certified_radius(run, db), defense_pair(run, db)]
         if run.info.kind == "evaluation" and run.info.n:
-            parts += [gallery(run, db), text_examples(run, db), audio_examples(run, db), per_class(run, db)]
+            parts += [gallery(run, db), text_examples(run, db), audio_examples(run, db), per_class(run, db),
+                      tradeoff(run, db)]
     return "\n".join(p for p in parts if p)
 
 
-__all__ = ["all_sections", "gallery", "per_class", "text_examples", "audio_examples", "certified_radius",
+__all__ = ["all_sections", "tradeoff", "gallery", "per_class", "text_examples", "audio_examples", "certified_radius",
            "defense_pair", "training", "episodes"]
