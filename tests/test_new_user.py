@@ -168,3 +168,16 @@ def test_api_runs_are_named(tmp_path, capsys):
     assert "?/?" not in capsys.readouterr().out  # `runs` shows the same labels
     curve = rl.evaluation.curves.robust_accuracy_curve(torch.tensor([0.1, float("inf")]), [0.0, 0.2])
     assert curve.tolist() == [1.0, 0.5]  # the README's curves module, reachable from the package
+
+
+# -- 25 (and issue 19): a fast evaluation is marked in its report with its self-audit -------------
+def test_a_fast_evaluation_is_marked_in_its_report(tmp_path):
+    from robustlab.report.html import load_run, render_report
+
+    x, y = rl.data.load("mnist", n=8)
+    db = tmp_path / "f.db"
+    rep = rl.evaluate(rl.models.load("mnist-cnn"), x, y, T, attacks="fast", store=db, diagnostics=False)
+    page = render_report(load_run(db, rep.run_id))
+    assert 'id="fast-note"' in page and "self-audit: not run (diagnostics off)" in page
+    rep = rl.evaluate(rl.models.load("mnist-cnn"), x, y, T, attacks="fgsm", store=db, diagnostics=False)
+    assert 'id="fast-note"' not in render_report(load_run(db, rep.run_id))

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, prepare
 from robustlab.attacks.apgd_run import _apgd_points, apgd_run  # noqa: F401
-from robustlab.attacks.losses import apgd_loss, dlr_loss  # noqa: F401
+from robustlab.attacks.losses import apgd_loss, dlr_loss, rejects  # noqa: F401
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_lp
 from robustlab.threats.lp import project_l1_box  # noqa: F401 (re-exported: where it used to live)
@@ -200,11 +200,12 @@ class APGDT:
                 x_ret, success = _restarts(counter, self.threat, x, y, target, target, gen, self.restarts, self)
                 return finish(self.threat, x, x_ret, success, counter)
             clean = counter.logits(x)
-            order = clean.argsort(dim=1, descending=True)
+            k = n_classes - 1 if rejects(model) else n_classes  # a "reject" column is never a target
+            order = clean[:, :k].argsort(dim=1, descending=True)
             n = x.shape[0]
             state = (x.detach().clone(), clean.argmax(dim=1) != y,
                      torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype))
-            for r in range(1, min(self.n_target_classes, n_classes - 1) + 1):
+            for r in range(1, min(self.n_target_classes, k - 1) + 1):
                 # The r-th most likely class other than the top one; when the top one is not y
                 # the point is already broken and never attacked.
                 tgt = order[:, r]

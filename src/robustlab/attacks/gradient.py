@@ -55,7 +55,7 @@ class PGD:
     threat: LpBall
     steps: int = 40
     restarts: int = 1
-    step_size: float | None = None
+    step_size: float | Tensor | None = None
     random_start: bool = True
     loss: str | LossFn = "ce"
     early_stop: bool = True
@@ -66,7 +66,7 @@ class PGD:
         check_lp(self.threat)
         check_positive_int(self.steps, "steps")
         check_positive_int(self.restarts, "restarts")
-        if self.step_size is not None:
+        if self.step_size is not None and not isinstance(self.step_size, Tensor):  # (N,): a per-sample ball's
             check_nonneg_float(self.step_size, "step_size")
         if not callable(self.loss) and self.loss not in ("ce", "margin"):
             raise ValueError(f"loss: expected 'ce', 'margin' or a callable, got {self.loss!r}")
@@ -120,12 +120,12 @@ class FGSM:
 
     threat: LpBall
     random_start: bool = False
-    step_size: float | None = None
+    step_size: float | Tensor | None = None
     seed: int | None = 0
 
     def __post_init__(self) -> None:
         check_lp(self.threat)
-        if self.step_size is not None:
+        if self.step_size is not None and not isinstance(self.step_size, Tensor):  # (N,): a per-sample ball's
             check_nonneg_float(self.step_size, "step_size")
 
     @property

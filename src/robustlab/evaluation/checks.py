@@ -100,7 +100,8 @@ def _pct(v: float) -> str:
 
 def uses_eot(attacks: Sequence[object]) -> bool:
     """True if any attack averages gradients over the model's randomness (an ``eot``,
-    ``eot_samples``, ``eot_iter`` or ``eot_steps`` setting above 1, or True)."""
+    ``eot_samples``, ``eot_iter`` or ``eot_steps`` setting above 1, or True), on an attack or on
+    the attacked view itself (a view that averages every forward over fresh draws)."""
     for a in attacks:
         for key in ("eot", "eot_samples", "eot_iter", "eot_steps", "eot_iters"):
             v = getattr(a, key, None)
@@ -163,7 +164,7 @@ def check_outputs(model: object, x: Tensor, attacks: Sequence[object]) -> list[D
     scale = out1.abs().amax(dim=1).clamp_min(1e-12)
     diff = (out1 - out2).abs().amax(dim=1) / scale
     differ = float((diff > OUTPUT_DIFF_TOL).float().mean())
-    eot = uses_eot(attacks)
+    eot = uses_eot([*attacks, model])  # an attack's EOT setting, or a view that averages its own randomness
     if differ > 0 and not eot:
         status: Status = "warn"
         expl = (f"outputs differ between identical calls on {_pct(differ)} of points and no attack uses "

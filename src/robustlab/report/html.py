@@ -175,6 +175,13 @@ def render_report(run: RunData, sections: str = "") -> str:
          "caption": f"Distance ({run.norm}) of each adversarial example, by the attack that found it."},
     ]
     text, note = config_text(info)
+    kinds = [a.get("type") for a in (info.config or {}).get("attacks", []) if isinstance(a, dict)]
+    audit = next((d for d in run.diagnostics if d.name == "fast_audit"), None)
+    fast_note = None
+    if "FastEval" in kinds:
+        fast_note = ("fast evaluation: AutoAttack-strength attacks on an adaptive budget (attacks/fast.py); "
+                     "self-audit: " + (f"{audit.status}: {audit.explanation}" if audit is not None
+                                       else "not run (diagnostics off)"))
     ctx = {
         "css": _template_source("base.css"),
         "run": {"model": model_label(info), "data_label": data_label(info), "threat": info.threat,
@@ -183,7 +190,7 @@ def render_report(run: RunData, sections: str = "") -> str:
                 "clean": _pct(clean), "robust": _pct(robust), "n": info.n, "points_done": info.points_done,
                 "certified": None if run.certified is None else _pct(s.get("certified_accuracy",
                                                                        float(run.certified.sum()) / n_pts)),
-                "kind": info.kind, "error": info.error,
+                "kind": info.kind, "error": info.error, "fast_note": fast_note,
                 "model_hash": info.model_hash[:16], "data_sha": str(info.data.get("sha256", ""))[:16]},
         "diagnostics": run.diagnostics,
         "n_warn": sum(d.status == "warn" for d in run.diagnostics),
