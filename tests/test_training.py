@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import robustlab as rl
 from robustlab.attacks import PGD
-from robustlab.defenses.training import (PGDAT, TRADES, Cyclic, FastAT, Monitor, Piecewise, Standard,
+from robustlab.defenses.training import (NFGSM, PGDAT, TRADES, Cyclic, FastAT, Monitor, Piecewise, Standard,
                                          evaluate_epoch, perturb, ramp, train)
 from robustlab.defenses.training import _store, checkpoint
 from robustlab.models.architectures import digits_mlp, mnist_cnn
@@ -164,6 +164,35 @@ def test_fast_at_with_random_start_is_not_flagged() -> None:
                 val=(xv, yv), monitor=Monitor(stop=("catastrophic_overfitting", "gradient_masking")))
     assert res.flags == [] and not res.stopped
     assert res.history[-1].pgd_acc > 0.45
+
+
+def test_nfgsm_points_leave_the_eps_ball_by_one_signed_step(trained, digits) -> None:
+    """N-FGSM's training points: noise up to k * eps, one step of alpha on top, no projection to
+    the eps ball (so many coordinates end beyond eps), always in the [0, 1] box; the step raises
+    the loss over the noise alone; the eps ramp scales all of it."""
+    x, y = digits[0][:200], digits[1][:200]
+    r = NFGSM(T01, k=2.0)
+    trained.train()
+    p = r.points(trained, x, y, torch.Generator().manual_seed(0), 0.5)
+    noise = LpBall("linf", 0.2).random_start(x, torch.Generator().manual_seed(0))  # same draw
+    assert trained.training
+    trained.eval()
+    d = (p - x).abs()
+    assert p.min() >= 0 and p.max() <= 1
+    assert d.max() <= 0.3 + 1e-6 and (d > 0.1 + 1e-6).float().mean() > 0.2
+    step = (p - noise).abs()
+    inside = (noise + 0.1 <= 1) & (noise - 0.1 >= 0)  # no box clipping of the step there
+    assert torch.allclose(step[inside], torch.full_like(step[inside], 0.1), atol=1e-6)
+    with torch.no_grad():
+        assert F.cross_entropy(trained(p), y) > 1.5 * F.cross_entropy(trained(noise), y)
+    ramped = NFGSM(T01, k=2.0, warmup=0.5).points(trained, x, y, torch.Generator().manual_seed(0), 0.25)
+    assert (ramped - x).abs().max() <= 0.15 + 1e-6
+    assert torch.equal(NFGSM(T01, warmup=0.5).points(trained, x, y, torch.Generator(), 0.0), x)
+    assert NFGSM(T01).loss(trained, x, y, torch.Generator().manual_seed(0), 0.5).requires_grad
+    with pytest.raises(ValueError, match="k:"):
+        NFGSM(T01, k=-1.0)
+    with pytest.raises(ValueError, match="step_size"):
+        NFGSM(T01, alpha=0.0)
 
 
 def test_epoch_rows_go_to_the_store(digits, tmp_path: Path) -> None:

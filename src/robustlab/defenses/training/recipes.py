@@ -173,6 +173,58 @@ class FastAT:
 
 
 @dataclass(frozen=True)
+class NFGSM:
+    """N-FGSM (de Jorge et al. 2022): one gradient-sign step of length ``alpha`` from a random
+    point of a ball ``k`` times larger than the threat's, and no projection back to the threat's
+    ball (only to the [0, 1] box); two forward+backward passes per step.
+
+    The larger noise and the unclipped step keep the one-step training point informative where
+    FGSM with a random start (:class:`FastAT`) overfits catastrophically at large eps. The
+    training point lies within ``k * eps + alpha`` of the clean one; the evaluation threat stays
+    ``threat``.
+
+    Args:
+        threat: the LpBall trained against (e.g. LpBall("linf", 0.3)).
+        k: noise radius as a multiple of eps (de Jorge et al.: 2).
+        alpha: step length in the threat's norm; default eps (de Jorge et al.).
+        warmup: eps (and the noise and alpha with it) ramps from 0 over this fraction of training.
+    """
+
+    threat: LpBall
+    k: float = 2.0
+    alpha: float | None = None
+    warmup: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_common(self.threat, self.warmup)
+        _check_steps(1, self.alpha)
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, float)) or not math.isfinite(self.k) or self.k < 0:
+            raise ValueError(f"k: expected a finite number >= 0 (noise radius in multiples of eps), got {self.k!r}")
+
+    def points(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
+               progress: float) -> Tensor:
+        """The (B, ...) training points: noise of radius k * eps, then one step of ``alpha``
+        (both scaled by the eps ramp at ``progress``), kept in the [0, 1] box only."""
+        f = ramp(progress, self.warmup)
+        if f == 0:
+            return x
+        eps = f * self.threat.eps
+        alpha = f * (self.alpha if self.alpha is not None else self.threat.eps)
+        x0 = replace(self.threat, eps=self.k * eps).random_start(x, generator) if self.k > 0 else x
+        # one step in a ball of radius alpha around the noisy point: no projection to the eps
+        # ball around x (the "no clipping" of N-FGSM)
+        return perturb(model, replace(self.threat, eps=alpha), x0, y, generator, steps=1,
+                       step_size=alpha, random_start=False)
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
+             progress: float) -> Tensor:
+        return F.cross_entropy(model(self.points(model, x, y, generator, progress)), y)
+
+    def spec(self) -> str:
+        return f"nfgsm:{self.threat.spec()}:k={self.k}:alpha={self.alpha}:warmup={self.warmup}"
+
+
+@dataclass(frozen=True)
 class TRADES:
     """TRADES (Zhang et al. 2019): clean cross-entropy plus ``beta`` times the KL divergence
     from the clean prediction to the prediction at the point of the ball that maximises it.
@@ -227,5 +279,5 @@ def recipe_threat(recipe: object) -> LpBall | None:
     return getattr(recipe, "threat", None)
 
 
-__all__ = ["Recipe", "Standard", "PGDAT", "FastAT", "TRADES", "perturb", "ramp", "scaled", "unwrap",
+__all__ = ["Recipe", "Standard", "PGDAT", "FastAT", "NFGSM", "TRADES", "perturb", "ramp", "scaled", "unwrap",
            "recipe_threat"]
