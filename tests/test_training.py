@@ -195,6 +195,24 @@ def test_nfgsm_points_leave_the_eps_ball_by_one_signed_step(trained, digits) -> 
         NFGSM(T01, alpha=0.0)
 
 
+def test_masking_is_not_flagged_inside_the_eps_ramp(digits) -> None:
+    """An epoch that ends inside the eps ramp carries eps_scale < 1 and is not checked for
+    masking (trained at a fraction of eps, FGSM at the full radius is bound to beat PGD less);
+    the same figures at full eps are flagged; a collapse is flagged either way."""
+    x, y, xv, yv = digits
+    res = train(digits_mlp(), (x, y), FastAT(T01, warmup=0.5), epochs=2, batch_size=100, seed=0, val=(xv, yv))
+    assert res.history[0].eps_scale == pytest.approx(0.9) and res.history[1].eps_scale == 1.0
+    from robustlab.defenses.training import EpochStats
+
+    def row(e, pgd, fgsm, scale):
+        return EpochStats(epoch=e, loss=0.1, clean_acc=0.99, pgd_acc=pgd, fgsm_acc=fgsm, seconds=1.0, lr=1e-3,
+                          eps_scale=scale)
+    m = Monitor()
+    assert m.check([row(1, 0.05, 0.7, 0.4)]) == []
+    assert [f.kind for f in m.check([row(1, 0.05, 0.7, 1.0)])] == ["gradient_masking"]
+    assert [f.kind for f in m.check([row(1, 0.6, 0.7, 0.5), row(2, 0.1, 0.8, 0.9)])] == ["catastrophic_overfitting"]
+
+
 def test_epoch_rows_go_to_the_store(digits, tmp_path: Path) -> None:
     from robustlab.evaluation.store import Store
 
