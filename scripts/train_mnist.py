@@ -32,7 +32,7 @@ CONFIGS = {
     "mnist-cnn": (Standard(), 4, Piecewise(1e-3), 1, None),
     "mnist-cnn-at": (PGDAT(LINF03, steps=10, warmup=2 / 12), 12, Piecewise(1e-3), 0, None),
     "mnist-cnn-trades": (TRADES(LINF03, beta=6.0, steps=10), 2, Piecewise(3e-4), 0, "mnist-cnn-at"),
-    "mnist-cnn-fast": (NFGSM(LINF03, k=2.0, warmup=0.3), 8, Piecewise(1e-3), 0, None),
+    "mnist-cnn-fast": (NFGSM(LINF03, k=2.0, warmup=0.3, checks=3), 8, Piecewise(1e-3), 0, None),
 }
 # mnist-cnn-fast: FGSM with a random start (FastAT) at eps 0.3 masked gradients on this network in
 # every setting the previous session tried (Wong et al.'s alpha 0.375 with a cyclic lr; alpha 0.3

@@ -195,6 +195,33 @@ def test_nfgsm_points_leave_the_eps_ball_by_one_signed_step(trained, digits) -> 
         NFGSM(T01, alpha=0.0)
 
 
+def test_nfgsm_checks_cut_the_step_at_the_first_fooling_fraction(trained, digits) -> None:
+    """With checks=4 each training point lies on the segment from the noisy point to the full
+    step, at the first fraction (1/4, 1/2, 3/4) where the model errs, or at the full step when
+    it errs at none of them."""
+    x, y = digits[0][:200], digits[1][:200]
+    trained.eval()
+    p = NFGSM(T01, k=1.0, checks=4).points(trained, x, y, torch.Generator().manual_seed(0), 0.5)
+    full = NFGSM(T01, k=1.0).points(trained, x, y, torch.Generator().manual_seed(0), 0.5)
+    noise = T01.random_start(x, torch.Generator().manual_seed(0))
+    seg = (full - noise).reshape(len(x), -1)
+    moved = seg.abs() > 1e-6
+    t = ((p - noise).reshape(len(x), -1)[moved] / seg[moved])
+    counts = moved.sum(1).tolist()
+    fracs = torch.stack([c.median() for c in t.split(counts)])
+    assert torch.allclose((fracs * 4).round() / 4, fracs, atol=1e-4)
+    with torch.no_grad():
+        wrong = {j: trained(noise + j / 4 * (full - noise)).argmax(1) != y for j in (1, 2, 3)}
+    for i, f in enumerate(fracs.tolist()):
+        j = round(f * 4)
+        assert all(not wrong[q][i] for q in range(1, min(j, 4)))
+        if j < 4:
+            assert wrong[j][i]
+    assert 0 < (fracs < 1).sum() < len(x)  # some steps were cut, some were not
+    with pytest.raises(ValueError, match="checks"):
+        NFGSM(T01, checks=-1)
+
+
 def test_masking_is_not_flagged_inside_the_eps_ramp(digits) -> None:
     """An epoch that ends inside the eps ramp carries eps_scale < 1 and is not checked for
     masking (trained at a fraction of eps, FGSM at the full radius is bound to beat PGD less);

@@ -188,18 +188,26 @@ class NFGSM:
         k: noise radius as a multiple of eps (de Jorge et al.: 2).
         alpha: step length in the threat's norm; default eps (de Jorge et al.).
         warmup: eps (and the noise and alpha with it) ramps from 0 over this fraction of training.
+        checks: points on the step checked before training on its end (Kim et al. 2021): the
+            step is cut at the first of j / checks (j = 1 .. checks - 1) where the model already
+            misclassifies, so the training point does not overshoot the decision boundary
+            (the overshoot is where catastrophic overfitting starts); ``checks - 1`` extra
+            forward passes, no backward. 0 or 1: no checks (plain N-FGSM).
     """
 
     threat: LpBall
     k: float = 2.0
     alpha: float | None = None
     warmup: float = 0.0
+    checks: int = 0
 
     def __post_init__(self) -> None:
         _check_common(self.threat, self.warmup)
         _check_steps(1, self.alpha)
         if isinstance(self.k, bool) or not isinstance(self.k, (int, float)) or not math.isfinite(self.k) or self.k < 0:
             raise ValueError(f"k: expected a finite number >= 0 (noise radius in multiples of eps), got {self.k!r}")
+        if isinstance(self.checks, bool) or not isinstance(self.checks, int) or self.checks < 0:
+            raise ValueError(f"checks: expected an int >= 0, got {self.checks!r}")
 
     def points(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
                progress: float) -> Tensor:
@@ -213,15 +221,26 @@ class NFGSM:
         x0 = replace(self.threat, eps=self.k * eps).random_start(x, generator) if self.k > 0 else x
         # one step in a ball of radius alpha around the noisy point: no projection to the eps
         # ball around x (the "no clipping" of N-FGSM)
-        return perturb(model, replace(self.threat, eps=alpha), x0, y, generator, steps=1,
-                       step_size=alpha, random_start=False)
+        x1 = perturb(model, replace(self.threat, eps=alpha), x0, y, generator, steps=1,
+                     step_size=alpha, random_start=False)
+        if self.checks < 2:
+            return x1
+        net = unwrap(model)
+        t = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
+        with torch.no_grad(), ModelGuard(net, warn=False):
+            for j in range(self.checks - 1, 0, -1):  # the smallest fooling fraction wins
+                frac = j / self.checks
+                wrong = net(x0 + frac * (x1 - x0)).argmax(1) != y
+                t = torch.where(wrong, torch.full_like(t, frac), t)
+        return x0 + t.reshape((-1,) + (1,) * (x.dim() - 1)) * (x1 - x0)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
              progress: float) -> Tensor:
         return F.cross_entropy(model(self.points(model, x, y, generator, progress)), y)
 
     def spec(self) -> str:
-        return f"nfgsm:{self.threat.spec()}:k={self.k}:alpha={self.alpha}:warmup={self.warmup}"
+        checks = f":checks={self.checks}" if self.checks else ""  # absent: the specs of earlier runs hold
+        return f"nfgsm:{self.threat.spec()}:k={self.k}:alpha={self.alpha}:warmup={self.warmup}{checks}"
 
 
 @dataclass(frozen=True)
