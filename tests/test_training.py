@@ -220,6 +220,20 @@ def test_nfgsm_checks_cut_the_step_at_the_first_fooling_fraction(trained, digits
     assert 0 < (fracs < 1).sum() < len(x)  # some steps were cut, some were not
     with pytest.raises(ValueError, match="checks"):
         NFGSM(T01, checks=-1)
+    # FastAT with checks: FGSM from a random start, projected into the ball, then cut the same way
+    pf = FastAT(T01, alpha=0.125, checks=4).points(trained, x, y, torch.Generator().manual_seed(0), 0.5)
+    x0 = T01.random_start(x, torch.Generator().manual_seed(0))
+    x1 = FastAT(LpBall("linf", 0.125), random_start=False, alpha=0.125).points(trained, x0, y, torch.Generator(), 0.5)
+    x1 = T01.project(x1, x)
+    assert (pf - x).abs().max() <= 0.1 + 1e-6
+    with torch.no_grad():
+        for j in (1, 2, 3):
+            w = trained(x0 + j / 4 * (x1 - x0)).argmax(1) != y
+            first = w & torch.stack([~(trained(x0 + q / 4 * (x1 - x0)).argmax(1) != y) for q in range(1, j)]).all(0) \
+                if j > 1 else w
+            assert torch.allclose(pf[first], (x0 + j / 4 * (x1 - x0))[first], atol=1e-6)
+    with pytest.raises(ValueError, match="checks"):
+        FastAT(T01, checks=-2)
 
 
 def test_masking_is_not_flagged_inside_the_eps_ramp(digits) -> None:

@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         beta: float = typer.Option(6.0, help="TRADES weight of the KL term"),
         alpha: Optional[float] = typer.Option(None, help="Fast AT step (default 1.25 eps; nfgsm: eps)"),
         noise: float = typer.Option(2.0, help="nfgsm: noise radius in multiples of eps"),
-        checks: int = typer.Option(0, help="nfgsm: points checked on the step, cut at the first that fools (0: off)"),
+        checks: int = typer.Option(0, help="fast, nfgsm: points checked on the step, cut at the first that fools (0: off)"),
         random_start: bool = typer.Option(True, "--random-start/--no-random-start"),
         warmup: float = typer.Option(0.0, help="Fraction of training over which eps ramps up from 0"),
         seed: int = typer.Option(0),

@@ -70,7 +70,7 @@ def build_recipe(spec: JobSpec) -> Any:
         return TRADES(threat, beta=spec.beta, steps=spec.steps, step_size=spec.step_size, warmup=spec.warmup)
     if spec.recipe == "nfgsm":
         return NFGSM(threat, k=spec.noise, alpha=spec.alpha, warmup=spec.warmup, checks=spec.checks)
-    return FastAT(threat, alpha=spec.alpha, random_start=spec.random_start, warmup=spec.warmup)
+    return FastAT(threat, alpha=spec.alpha, random_start=spec.random_start, warmup=spec.warmup, checks=spec.checks)
 
 
 def build_schedule(spec: JobSpec) -> Callable[[float], float]:
