@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import robustlab as rl
 from robustlab.attacks import PGD
-from robustlab.defenses.training import (PGDAT, TRADES, Cyclic, FastAT, Monitor, Piecewise, Standard,
+from robustlab.defenses.training import (NFGSM, PGDAT, TRADES, Cyclic, FastAT, Monitor, Piecewise, Standard,
                                          evaluate_epoch, perturb, ramp, train)
 from robustlab.defenses.training import _store, checkpoint
 from robustlab.models.architectures import digits_mlp, mnist_cnn
@@ -164,6 +164,94 @@ def test_fast_at_with_random_start_is_not_flagged() -> None:
                 val=(xv, yv), monitor=Monitor(stop=("catastrophic_overfitting", "gradient_masking")))
     assert res.flags == [] and not res.stopped
     assert res.history[-1].pgd_acc > 0.45
+
+
+def test_nfgsm_points_leave_the_eps_ball_by_one_signed_step(trained, digits) -> None:
+    """N-FGSM's training points: noise up to k * eps, one step of alpha on top, no projection to
+    the eps ball (so many coordinates end beyond eps), always in the [0, 1] box; the step raises
+    the loss over the noise alone; the eps ramp scales all of it."""
+    x, y = digits[0][:200], digits[1][:200]
+    r = NFGSM(T01, k=2.0)
+    trained.train()
+    p = r.points(trained, x, y, torch.Generator().manual_seed(0), 0.5)
+    noise = LpBall("linf", 0.2).random_start(x, torch.Generator().manual_seed(0))  # same draw
+    assert trained.training
+    trained.eval()
+    d = (p - x).abs()
+    assert p.min() >= 0 and p.max() <= 1
+    assert d.max() <= 0.3 + 1e-6 and (d > 0.1 + 1e-6).float().mean() > 0.2
+    step = (p - noise).abs()
+    inside = (noise + 0.1 <= 1) & (noise - 0.1 >= 0)  # no box clipping of the step there
+    assert torch.allclose(step[inside], torch.full_like(step[inside], 0.1), atol=1e-6)
+    with torch.no_grad():
+        assert F.cross_entropy(trained(p), y) > 1.5 * F.cross_entropy(trained(noise), y)
+    ramped = NFGSM(T01, k=2.0, warmup=0.5).points(trained, x, y, torch.Generator().manual_seed(0), 0.25)
+    assert (ramped - x).abs().max() <= 0.15 + 1e-6
+    assert torch.equal(NFGSM(T01, warmup=0.5).points(trained, x, y, torch.Generator(), 0.0), x)
+    assert NFGSM(T01).loss(trained, x, y, torch.Generator().manual_seed(0), 0.5).requires_grad
+    with pytest.raises(ValueError, match="k:"):
+        NFGSM(T01, k=-1.0)
+    with pytest.raises(ValueError, match="step_size"):
+        NFGSM(T01, alpha=0.0)
+
+
+def test_nfgsm_checks_cut_the_step_at_the_first_fooling_fraction(trained, digits) -> None:
+    """With checks=4 each training point lies on the segment from the noisy point to the full
+    step, at the first fraction (1/4, 1/2, 3/4) where the model errs, or at the full step when
+    it errs at none of them."""
+    x, y = digits[0][:200], digits[1][:200]
+    trained.eval()
+    p = NFGSM(T01, k=1.0, checks=4).points(trained, x, y, torch.Generator().manual_seed(0), 0.5)
+    full = NFGSM(T01, k=1.0).points(trained, x, y, torch.Generator().manual_seed(0), 0.5)
+    noise = T01.random_start(x, torch.Generator().manual_seed(0))
+    seg = (full - noise).reshape(len(x), -1)
+    moved = seg.abs() > 1e-6
+    t = ((p - noise).reshape(len(x), -1)[moved] / seg[moved])
+    counts = moved.sum(1).tolist()
+    fracs = torch.stack([c.median() for c in t.split(counts)])
+    assert torch.allclose((fracs * 4).round() / 4, fracs, atol=1e-4)
+    with torch.no_grad():
+        wrong = {j: trained(noise + j / 4 * (full - noise)).argmax(1) != y for j in (1, 2, 3)}
+    for i, f in enumerate(fracs.tolist()):
+        j = round(f * 4)
+        assert all(not wrong[q][i] for q in range(1, min(j, 4)))
+        if j < 4:
+            assert wrong[j][i]
+    assert 0 < (fracs < 1).sum() < len(x)  # some steps were cut, some were not
+    with pytest.raises(ValueError, match="checks"):
+        NFGSM(T01, checks=-1)
+    # FastAT with checks: FGSM from a random start, projected into the ball, then cut the same way
+    pf = FastAT(T01, alpha=0.125, checks=4).points(trained, x, y, torch.Generator().manual_seed(0), 0.5)
+    x0 = T01.random_start(x, torch.Generator().manual_seed(0))
+    x1 = FastAT(LpBall("linf", 0.125), random_start=False, alpha=0.125).points(trained, x0, y, torch.Generator(), 0.5)
+    x1 = T01.project(x1, x)
+    assert (pf - x).abs().max() <= 0.1 + 1e-6
+    with torch.no_grad():
+        for j in (1, 2, 3):
+            w = trained(x0 + j / 4 * (x1 - x0)).argmax(1) != y
+            first = w & torch.stack([~(trained(x0 + q / 4 * (x1 - x0)).argmax(1) != y) for q in range(1, j)]).all(0) \
+                if j > 1 else w
+            assert torch.allclose(pf[first], (x0 + j / 4 * (x1 - x0))[first], atol=1e-6)
+    with pytest.raises(ValueError, match="checks"):
+        FastAT(T01, checks=-2)
+
+
+def test_masking_is_not_flagged_inside_the_eps_ramp(digits) -> None:
+    """An epoch that ends inside the eps ramp carries eps_scale < 1 and is not checked for
+    masking (trained at a fraction of eps, FGSM at the full radius is bound to beat PGD less);
+    the same figures at full eps are flagged; a collapse is flagged either way."""
+    x, y, xv, yv = digits
+    res = train(digits_mlp(), (x, y), FastAT(T01, warmup=0.5), epochs=2, batch_size=100, seed=0, val=(xv, yv))
+    assert res.history[0].eps_scale == pytest.approx(0.9) and res.history[1].eps_scale == 1.0
+    from robustlab.defenses.training import EpochStats
+
+    def row(e, pgd, fgsm, scale):
+        return EpochStats(epoch=e, loss=0.1, clean_acc=0.99, pgd_acc=pgd, fgsm_acc=fgsm, seconds=1.0, lr=1e-3,
+                          eps_scale=scale)
+    m = Monitor()
+    assert m.check([row(1, 0.05, 0.7, 0.4)]) == []
+    assert [f.kind for f in m.check([row(1, 0.05, 0.7, 1.0)])] == ["gradient_masking"]
+    assert [f.kind for f in m.check([row(1, 0.6, 0.7, 0.5), row(2, 0.1, 0.8, 0.9)])] == ["catastrophic_overfitting"]
 
 
 def test_epoch_rows_go_to_the_store(digits, tmp_path: Path) -> None:

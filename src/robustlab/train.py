@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--step-size", type=float, default=None)
     ap.add_argument("--beta", type=float, default=6.0)
     ap.add_argument("--alpha", type=float, default=None)
+    ap.add_argument("--noise", type=float, default=2.0)
+    ap.add_argument("--checks", type=int, default=0)
     ap.add_argument("--no-random-start", dest="random_start", action="store_false")
     ap.add_argument("--warmup", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)

@@ -30,7 +30,7 @@ resume with other settings is refused) and a ``threat`` attribute (the default t
 per-epoch robust accuracy and of the monitor).
 
 Recipes here: :class:`Standard`, :class:`PGDAT` (Madry et al. 2018), :class:`TRADES` (Zhang et
-al. 2019), :class:`FastAT` (Wong et al. 2020). ``robustlab train`` is the command line
+al. 2019), :class:`FastAT` (Wong et al. 2020), :class:`NFGSM` (de Jorge et al. 2022). ``robustlab train`` is the command line
 (:mod:`.cli`); ``python -m robustlab.train`` the same under torchrun (DDP).
 """
 from robustlab.defenses.training.loop import (
@@ -45,6 +45,7 @@ from robustlab.defenses.training.monitor import EpochStats, Flag, Monitor
 from robustlab.defenses.training.recipes import (
     PGDAT,
     TRADES,
+    NFGSM,
     FastAT,
     Recipe,
     Standard,
@@ -56,6 +57,6 @@ from robustlab.defenses.training.recipes import (
 
 __all__ = [
     "train", "TrainResult", "Piecewise", "Cyclic", "data_order", "evaluate_epoch",
-    "Recipe", "Standard", "PGDAT", "TRADES", "FastAT", "perturb", "ramp", "scaled", "unwrap",
+    "Recipe", "Standard", "PGDAT", "TRADES", "FastAT", "NFGSM", "perturb", "ramp", "scaled", "unwrap",
     "Monitor", "EpochStats", "Flag",
 ]

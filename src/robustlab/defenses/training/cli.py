@@ -32,7 +32,7 @@ def _table_row(stats, flags) -> tuple[str, ...]:
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
-        recipe: str = typer.Option(..., help="standard, pgdat, trades or fast"),
+        recipe: str = typer.Option(..., help="standard, pgdat, trades, fast or nfgsm"),
         data: str = typer.Option("mnist", help="A shipped dataset (mnist, digits, ...)"),
         arch: str = typer.Option("mnist-cnn", help="mnist-cnn or digits-mlp"),
         threat: str = typer.Option("linf:0.3", help="Threat trained against and measured, e.g. linf:0.3"),
@@ -45,7 +45,9 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(10, help="PGD steps per batch (pgdat, trades)"),
         step_size: Optional[float] = typer.Option(None, "--step-size", help="PGD step (default 2.5 eps / steps)"),
         beta: float = typer.Option(6.0, help="TRADES weight of the KL term"),
-        alpha: Optional[float] = typer.Option(None, help="Fast AT step (default 1.25 eps)"),
+        alpha: Optional[float] = typer.Option(None, help="Fast AT step (default 1.25 eps; nfgsm: eps)"),
+        noise: float = typer.Option(2.0, help="nfgsm: noise radius in multiples of eps"),
+        checks: int = typer.Option(0, help="fast, nfgsm: points checked on the step, cut at the first that fools (0: off)"),
         random_start: bool = typer.Option(True, "--random-start/--no-random-start"),
         warmup: float = typer.Option(0.0, help="Fraction of training over which eps ramps up from 0"),
         seed: int = typer.Option(0),
@@ -73,7 +75,7 @@ def register(app: typer.Typer) -> None:
             torch.set_num_threads(threads)
         spec = JobSpec(recipe=recipe, data=data, arch=arch, out=out, threat=threat, epochs=epochs,
                        batch_size=batch_size, lr=lr, schedule=schedule, optimizer=optimizer, steps=steps,
-                       step_size=step_size, beta=beta, alpha=alpha, random_start=random_start, warmup=warmup,
+                       step_size=step_size, beta=beta, alpha=alpha, noise=noise, checks=checks, random_start=random_start, warmup=warmup,
                        seed=seed, n=n, held_out=held_out, checkpoint_every=checkpoint_every, resume=resume,
                        store=store, stop_on_overfit=stop_on_overfit, device=device)
         progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
@@ -104,4 +106,4 @@ def register(app: typer.Typer) -> None:
             console.print(f"resumed at epoch {res.resumed_at[0] + 1}, step {res.resumed_at[1]}")
         if res.stopped:
             console.print(f"[bold yellow]stopped[/] by the monitor; weights rolled back to epoch {res.best_epoch}")
-        console.print(f"wrote {out} ({res.seconds:.0f} s of training)")
+        console.print(f"wrote {out} ({res.seconds:.0f} s of training, {res.cpu_seconds:.0f} CPU s)")

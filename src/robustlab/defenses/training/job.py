@@ -17,9 +17,9 @@ import torch
 
 from robustlab.defenses.training.loop import Cyclic, Piecewise, TrainResult, train
 from robustlab.defenses.training.monitor import EpochStats, Flag, Monitor
-from robustlab.defenses.training.recipes import PGDAT, TRADES, FastAT, Standard
+from robustlab.defenses.training.recipes import NFGSM, PGDAT, TRADES, FastAT, Standard
 
-RECIPES = ("standard", "pgdat", "trades", "fast")
+RECIPES = ("standard", "pgdat", "trades", "fast", "nfgsm")
 ARCHS = {"mnist-cnn": "mnist_cnn", "mnist_cnn": "mnist_cnn", "digits-mlp": "digits_mlp", "digits_mlp": "digits_mlp"}
 
 
@@ -41,6 +41,8 @@ class JobSpec:
     step_size: float | None = None
     beta: float = 6.0
     alpha: float | None = None
+    noise: float = 2.0
+    checks: int = 0
     random_start: bool = True
     warmup: float = 0.0
     seed: int = 0
@@ -66,7 +68,9 @@ def build_recipe(spec: JobSpec) -> Any:
                      warmup=spec.warmup)
     if spec.recipe == "trades":
         return TRADES(threat, beta=spec.beta, steps=spec.steps, step_size=spec.step_size, warmup=spec.warmup)
-    return FastAT(threat, alpha=spec.alpha, random_start=spec.random_start, warmup=spec.warmup)
+    if spec.recipe == "nfgsm":
+        return NFGSM(threat, k=spec.noise, alpha=spec.alpha, warmup=spec.warmup, checks=spec.checks)
+    return FastAT(threat, alpha=spec.alpha, random_start=spec.random_start, warmup=spec.warmup, checks=spec.checks)
 
 
 def build_schedule(spec: JobSpec) -> Callable[[float], float]:
@@ -131,7 +135,8 @@ def run_job(spec: JobSpec, *, on_step: Callable[[int, int, int, float], None] | 
         card = {
             "architecture": ARCHS[spec.arch], "data": spec.data, "recipe": getattr(recipe, "spec", repr)(),
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.__dict__.items()},
-            "lr": lr.spec(), "train_seconds": round(res.seconds, 1), "torch": torch.__version__,
+            "lr": lr.spec(), "train_seconds": round(res.seconds, 1),
+            "train_cpu_seconds": round(res.cpu_seconds, 1), "torch": torch.__version__,
             "platform": platform.platform(), "history": [h.as_dict() for h in res.history],
             "flags": [f.__dict__ for f in res.flags], "stopped": res.stopped, "best_epoch": res.best_epoch,
             "run_id": res.run_id, "processes": world,

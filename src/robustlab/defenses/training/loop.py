@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from robustlab.defenses.training import _store, checkpoint as ckpt
 from robustlab.defenses.training.monitor import EpochStats, Flag, Monitor
-from robustlab.defenses.training.recipes import recipe_threat
+from robustlab.defenses.training.recipes import ramp, recipe_threat
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,9 @@ class TrainResult:
     """What ``train`` returns. ``history``: one EpochStats per finished epoch (resumed epochs
     included); ``flags``: the monitor's flags; ``stopped``: the monitor stopped the run (and
     ``model`` holds the best epoch's weights if it rolled back); ``seconds``: wall time of the
-    whole run over all its resumptions; ``resumed_at``: (epoch, step) of the checkpoint this
-    call started from, or None."""
+    whole run over all its resumptions; ``cpu_seconds``: CPU time of this process (rank 0 under
+    DDP) over all resumptions, the figure to quote on a shared machine where wall time is
+    inflated; ``resumed_at``: (epoch, step) of the checkpoint this call started from, or None."""
 
     model: nn.Module
     history: list[EpochStats] = field(default_factory=list)
@@ -70,6 +71,7 @@ class TrainResult:
     stopped: bool = False
     best_epoch: int | None = None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     resumed_at: tuple[int, int] | None = None
     run_id: str | None = None
 
@@ -213,7 +215,7 @@ def train(
     }
     gen = torch.Generator(device=device).manual_seed(int(seed) + 7919 * rank)
     result = TrainResult(model=model)
-    start_epoch, start_step, loss_sum, elapsed = 0, 0, 0.0, 0.0
+    start_epoch, start_step, loss_sum, elapsed, cpu_before = 0, 0, 0.0, 0.0, 0.0
     best_acc, best_state = -1.0, None
     state = ckpt.load(checkpoint) if checkpoint is not None else None
     if state is not None:
@@ -226,6 +228,7 @@ def train(
         gen.set_state(state["gens"][rank])
         start_epoch, start_step = int(state["epoch"]), int(state["step"])
         loss_sum, elapsed = float(state["loss_sum"]), float(state["elapsed"])
+        cpu_before = float(state.get("cpu", 0.0))
         result.history = [EpochStats(**h) for h in state["history"]]
         result.flags = [Flag(**f) for f in state["flags"]]
         result.best_epoch = state["best_epoch"]
@@ -251,12 +254,13 @@ def train(
             "spec": spec, "model": model.state_dict(), "optimizer": opt.state_dict(),
             "torch_rng": torch.get_rng_state(), "gens": gens, "epoch": epoch, "step": step,
             "loss_sum": loss_sum, "elapsed": elapsed + time.time() - t_call,
+            "cpu": cpu_before + time.process_time() - c_call,
             "history": [h.as_dict() for h in result.history],
             "flags": [f.__dict__ for f in result.flags], "best_epoch": result.best_epoch, "best_acc": best_acc,
             "stopped": result.stopped,
         }, checkpoint)
 
-    t_call = time.time()
+    t_call, c_call = time.time(), time.process_time()
     for epoch in range(start_epoch, epochs):
         perm = data_order(seed, epoch, n)
         t0 = time.time()
@@ -289,8 +293,10 @@ def train(
                 save(epoch, i + 1)
         model.eval()
         clean, pgd, fgsm = evaluate_epoch(model, val, threat) if val is not None else (None, None, None)
+        warmup = getattr(recipe, "warmup", 0.0)
+        eps_scale = ramp((epoch * spe + spe - 1) / (epochs * spe), warmup) if isinstance(warmup, (int, float)) else 1.0
         stats = EpochStats(epoch=epoch + 1, loss=loss_sum / spe, clean_acc=clean, pgd_acc=pgd, fgsm_acc=fgsm,
-                           seconds=time.time() - t0, lr=lr_now)
+                           seconds=time.time() - t0, lr=lr_now, eps_scale=eps_scale)
         result.history.append(stats)
         flags = monitor.check(result.history)
         result.flags.extend(flags)
@@ -317,6 +323,7 @@ def train(
             save(epoch + 1, 0)  # records the stop (and the rolled-back weights)
             break
     result.seconds = elapsed + time.time() - t_call
+    result.cpu_seconds = cpu_before + time.process_time() - c_call
     if run_id is not None:
         last = result.history[-1].as_dict() if result.history else {}
         _store.finish(store, run_id, {**last, "best_epoch": result.best_epoch, "stopped": result.stopped,

@@ -12,7 +12,9 @@ mean the robustness the loss reports is not real:
 - gradient masking: a one-step attack is far weaker than the multi-step one (FGSM accuracy
   exceeds PGD accuracy by ``gap`` or more: the gradient at the clean point no longer points
   where the loss rises), or the multi-step attack is weaker than the one-step one (PGD accuracy
-  above FGSM accuracy by more than ``tol``: PGD's steps are being misled).
+  above FGSM accuracy by more than ``tol``: PGD's steps are being misled). Not checked on an
+  epoch that ends inside the recipe's eps ramp (``EpochStats.eps_scale`` < 1): a model trained
+  at a fraction of eps has a large FGSM-PGD gap at the full radius without masking anything.
 
 Flags are plain dataclasses; ``train`` stores them with the epoch row, prints them, and, when
 the monitor's ``stop`` names a flag, stops and rolls the weights back to the best epoch
@@ -28,7 +30,9 @@ from typing import Sequence
 class EpochStats:
     """The figures of one finished epoch (accuracies are fractions of the held-out slice).
 
-    ``pgd_acc`` / ``fgsm_acc`` are None when no threat was given for the evaluation."""
+    ``pgd_acc`` / ``fgsm_acc`` are None when no threat was given for the evaluation.
+    ``eps_scale``: the recipe's eps multiplier at the epoch's last step (its ramp, in [0, 1]);
+    below 1 the model has not yet trained at the radius the figures are measured at."""
 
     epoch: int
     loss: float
@@ -37,6 +41,7 @@ class EpochStats:
     fgsm_acc: float | None
     seconds: float
     lr: float
+    eps_scale: float = 1.0
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -99,6 +104,10 @@ class Monitor:
                 flags.append(Flag(cur.epoch, "catastrophic_overfitting",
                                   f"PGD accuracy fell to {cur.pgd_acc:.3f} from {best.pgd_acc:.3f} at epoch "
                                   f"{best.epoch} while FGSM accuracy went {best.fgsm_acc:.3f} -> {cur.fgsm_acc:.3f}"))
+        if cur.eps_scale < 1.0:
+            # still ramping: a model trained at a fraction of eps resists one step at the full
+            # radius far better than PGD, which is expected, not masking of the trained radius
+            return flags
         if cur.fgsm_acc - cur.pgd_acc >= self.gap:
             flags.append(Flag(cur.epoch, "gradient_masking",
                               f"FGSM accuracy {cur.fgsm_acc:.3f} exceeds PGD accuracy {cur.pgd_acc:.3f} "

@@ -74,6 +74,28 @@ def perturb(model: nn.Module, threat: LpBall, x: Tensor, y: Tensor, generator: t
     return x_adv.detach()
 
 
+def cut_at_first_error(model: nn.Module, x0: Tensor, x1: Tensor, y: Tensor, checks: int) -> Tensor:
+    """Points on the segments from ``x0`` to ``x1`` (both (B, ...)): for each sample the first of
+    the fractions j / checks (j = 1 .. checks - 1) where ``model`` misclassifies, else ``x1``
+    (Kim et al. 2021: a one-step training point should not overshoot the decision boundary).
+    ``checks - 1`` forward passes on the bare model in eval mode, no backward."""
+    if checks < 2:
+        return x1
+    net = unwrap(model)
+    t = torch.ones(x0.shape[0], device=x0.device, dtype=x0.dtype)
+    with torch.no_grad(), ModelGuard(net, warn=False):
+        for j in range(checks - 1, 0, -1):  # the smallest fooling fraction wins
+            frac = j / checks
+            wrong = net(x0 + frac * (x1 - x0)).argmax(1) != y
+            t = torch.where(wrong, torch.full_like(t, frac), t)
+    return x0 + t.reshape((-1,) + (1,) * (x0.dim() - 1)) * (x1 - x0)
+
+
+def _check_checks(checks: int) -> None:
+    if isinstance(checks, bool) or not isinstance(checks, int) or checks < 0:
+        raise ValueError(f"checks: expected an int >= 0, got {checks!r}")
+
+
 def _check_common(threat: LpBall, warmup: float) -> None:
     check_lp(threat)
     if not isinstance(warmup, (int, float)) or not 0.0 <= warmup <= 1.0:
@@ -148,28 +170,106 @@ class FastAT:
             steps without the random start are what overfit catastrophically.
         random_start: start from a uniform point of the ball (False: plain FGSM training).
         warmup: eps (and alpha with it) ramps from 0 over this fraction of training.
+        checks: points on the step from the start to the FGSM point checked before training
+            on it (Kim et al. 2021; see :func:`cut_at_first_error`); 0 or 1: none.
     """
 
     threat: LpBall
     alpha: float | None = None
     random_start: bool = True
     warmup: float = 0.0
+    checks: int = 0
 
     def __post_init__(self) -> None:
         _check_common(self.threat, self.warmup)
         _check_steps(1, self.alpha)
+        _check_checks(self.checks)
+
+    def points(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
+               progress: float) -> Tensor:
+        """The (B, ...) training points, in the (ramped) threat around ``x``."""
+        f = ramp(progress, self.warmup)
+        if f == 0:
+            return x
+        alpha = f * (self.alpha if self.alpha is not None else 1.25 * self.threat.eps)
+        t = scaled(self.threat, f)
+        if self.checks < 2:
+            return perturb(model, t, x, y, generator, steps=1, step_size=alpha, random_start=self.random_start)
+        # the start is needed for the segment: step around it, then project into the ball
+        x0 = t.random_start(x, generator) if self.random_start else x
+        x1 = t.project(perturb(model, replace(t, eps=alpha), x0, y, generator, steps=1, step_size=alpha,
+                               random_start=False), x)
+        return cut_at_first_error(model, x0, x1, y, self.checks)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
              progress: float) -> Tensor:
-        f = ramp(progress, self.warmup)
-        if f > 0:
-            alpha = self.alpha if self.alpha is not None else 1.25 * self.threat.eps
-            x = perturb(model, scaled(self.threat, f), x, y, generator, steps=1, step_size=f * alpha,
-                        random_start=self.random_start)
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(model(self.points(model, x, y, generator, progress)), y)
 
     def spec(self) -> str:
-        return f"fastat:{self.threat.spec()}:alpha={self.alpha}:rs={int(self.random_start)}:warmup={self.warmup}"
+        checks = f":checks={self.checks}" if self.checks else ""
+        return (f"fastat:{self.threat.spec()}:alpha={self.alpha}:rs={int(self.random_start)}"
+                f":warmup={self.warmup}{checks}")
+
+
+@dataclass(frozen=True)
+class NFGSM:
+    """N-FGSM (de Jorge et al. 2022): one gradient-sign step of length ``alpha`` from a random
+    point of a ball ``k`` times larger than the threat's, and no projection back to the threat's
+    ball (only to the [0, 1] box); two forward+backward passes per step.
+
+    The larger noise and the unclipped step keep the one-step training point informative where
+    FGSM with a random start (:class:`FastAT`) overfits catastrophically at large eps. The
+    training point lies within ``k * eps + alpha`` of the clean one; the evaluation threat stays
+    ``threat``.
+
+    Args:
+        threat: the LpBall trained against (e.g. LpBall("linf", 0.3)).
+        k: noise radius as a multiple of eps (de Jorge et al.: 2).
+        alpha: step length in the threat's norm; default eps (de Jorge et al.).
+        warmup: eps (and the noise and alpha with it) ramps from 0 over this fraction of training.
+        checks: points on the step checked before training on its end (Kim et al. 2021): the
+            step is cut at the first of j / checks (j = 1 .. checks - 1) where the model already
+            misclassifies, so the training point does not overshoot the decision boundary
+            (the overshoot is where catastrophic overfitting starts); ``checks - 1`` extra
+            forward passes, no backward. 0 or 1: no checks (plain N-FGSM).
+    """
+
+    threat: LpBall
+    k: float = 2.0
+    alpha: float | None = None
+    warmup: float = 0.0
+    checks: int = 0
+
+    def __post_init__(self) -> None:
+        _check_common(self.threat, self.warmup)
+        _check_steps(1, self.alpha)
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, float)) or not math.isfinite(self.k) or self.k < 0:
+            raise ValueError(f"k: expected a finite number >= 0 (noise radius in multiples of eps), got {self.k!r}")
+        _check_checks(self.checks)
+
+    def points(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
+               progress: float) -> Tensor:
+        """The (B, ...) training points: noise of radius k * eps, then one step of ``alpha``
+        (both scaled by the eps ramp at ``progress``), kept in the [0, 1] box only."""
+        f = ramp(progress, self.warmup)
+        if f == 0:
+            return x
+        eps = f * self.threat.eps
+        alpha = f * (self.alpha if self.alpha is not None else self.threat.eps)
+        x0 = replace(self.threat, eps=self.k * eps).random_start(x, generator) if self.k > 0 else x
+        # one step in a ball of radius alpha around the noisy point: no projection to the eps
+        # ball around x (the "no clipping" of N-FGSM)
+        x1 = perturb(model, replace(self.threat, eps=alpha), x0, y, generator, steps=1,
+                     step_size=alpha, random_start=False)
+        return cut_at_first_error(model, x0, x1, y, self.checks)
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
+             progress: float) -> Tensor:
+        return F.cross_entropy(model(self.points(model, x, y, generator, progress)), y)
+
+    def spec(self) -> str:
+        checks = f":checks={self.checks}" if self.checks else ""  # absent: the specs of earlier runs hold
+        return f"nfgsm:{self.threat.spec()}:k={self.k}:alpha={self.alpha}:warmup={self.warmup}{checks}"
 
 
 @dataclass(frozen=True)
@@ -227,5 +327,5 @@ def recipe_threat(recipe: object) -> LpBall | None:
     return getattr(recipe, "threat", None)
 
 
-__all__ = ["Recipe", "Standard", "PGDAT", "FastAT", "TRADES", "perturb", "ramp", "scaled", "unwrap",
+__all__ = ["Recipe", "Standard", "PGDAT", "FastAT", "NFGSM", "TRADES", "perturb", "cut_at_first_error", "ramp", "scaled", "unwrap",
            "recipe_threat"]
