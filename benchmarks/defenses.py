@@ -120,10 +120,13 @@ def pct(t: Tensor) -> float:
     return round(100.0 * float(t.double().mean()), 1)
 
 
-def chunk_records(base: str, names: list[str], n: int, eps: float, chunk: int, out: str | None) -> list[dict]:
+def chunk_records(base: str, names: list[str], n: int, eps: float, chunk: int, out: str | None,
+                  chunk_major: bool = False) -> list[dict]:
     """Per-point results, ``chunk`` points at a time, appended to ``out`` (JSON lines) as each
     (defense, chunk) finishes; a record already in ``out`` (same base, eps, defense, chunk) is
-    reused, so a killed run resumes where it stopped. Order: defense by defense, chunk by chunk."""
+    reused, so a killed run resumes where it stopped. Order: defense by defense, chunk by chunk,
+    or (``chunk_major``) every defense on a chunk before the next chunk, so that a run stopped
+    early has every defense on the same first points."""
     done: dict[tuple, dict] = {}
     if out and os.path.exists(out):
         with open(out) as f:
@@ -143,46 +146,48 @@ def chunk_records(base: str, names: list[str], n: int, eps: float, chunk: int, o
         return naive_cache[s]
 
     recs = []
-    for name in ["none"] + names:
-        defended = None
-        for s in range(0, n, chunk):
-            key = (base, eps, name, s, min(chunk, n - s))
-            if key in done:
-                recs.append(done[key])
-                continue
-            x, y = x_all[s : s + chunk], y_all[s : s + chunk]
-            t0, c0 = time.time(), time.process_time()
-            x_naive, naive_success = naive_for(s, x, y)
-            rec = {"base": base, "eps": eps, "name": name, "start": s, "n": len(y)}
-            if name == "none":
-                ok = clean_ok(model, x, y)
-                rob = ok & judge(model, x_naive, y)
-                if bool(rob.any()):
-                    apgd = APGD(threat, steps=100, seed=0)(model, x[rob], y[rob])
-                    rob[rob.clone()] = judge(model, apgd.x_adv, y[rob])
-                rec.update(spec="undefended", clean=ok.int().tolist(), naive=rob.int().tolist(),
-                           adaptive=rob.int().tolist(), plain=None)
-            else:
-                if defended is None:
-                    defended = rl.models.load(f"{base}+{name}")
-                ok = clean_ok(defended, x, y)
-                rec.update(spec=defended.spec(), clean=ok.int().tolist(),
-                           naive=(ok & judge(defended, x_naive, y)).int().tolist())
-                if isinstance(defended, Detected):
-                    det = defended.detector
-                    with torch.no_grad():
-                        rec.update(score_clean=det.score(model, x).tolist(), score_adv=det.score(model, x_naive).tolist(),
-                                   adv_success=(naive_success & clean_ok(model, x, y)).int().tolist(),
-                                   threshold=float(defended.threshold))
-                rec["adaptive"] = library_adaptive(defended, x, y, eps, ok).int().tolist()
-                rec["plain"] = plain_bpda_eot(defended, x, y, eps, ok).int().tolist()
-            rec.update(wall_s=round(time.time() - t0, 1), cpu_s=round(time.process_time() - c0, 1))
-            print({k: (sum(v) if isinstance(v, list) else v) for k, v in rec.items() if not k.startswith("score")},
-                  flush=True)
-            if out:
-                with open(out, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-            recs.append(rec)
+    order = ([(name, s) for name in ["none"] + names for s in range(0, n, chunk)] if not chunk_major
+             else [(name, s) for s in range(0, n, chunk) for name in ["none"] + names])
+    loaded: dict[str, nn.Module] = {}
+    for name, s in order:
+        defended = loaded.get(name)
+        key = (base, eps, name, s, min(chunk, n - s))
+        if key in done:
+            recs.append(done[key])
+            continue
+        x, y = x_all[s : s + chunk], y_all[s : s + chunk]
+        t0, c0 = time.time(), time.process_time()
+        x_naive, naive_success = naive_for(s, x, y)
+        rec = {"base": base, "eps": eps, "name": name, "start": s, "n": len(y)}
+        if name == "none":
+            ok = clean_ok(model, x, y)
+            rob = ok & judge(model, x_naive, y)
+            if bool(rob.any()):
+                apgd = APGD(threat, steps=100, seed=0)(model, x[rob], y[rob])
+                rob[rob.clone()] = judge(model, apgd.x_adv, y[rob])
+            rec.update(spec="undefended", clean=ok.int().tolist(), naive=rob.int().tolist(),
+                       adaptive=rob.int().tolist(), plain=None)
+        else:
+            if defended is None:
+                defended = loaded[name] = rl.models.load(f"{base}+{name}")
+            ok = clean_ok(defended, x, y)
+            rec.update(spec=defended.spec(), clean=ok.int().tolist(),
+                       naive=(ok & judge(defended, x_naive, y)).int().tolist())
+            if isinstance(defended, Detected):
+                det = defended.detector
+                with torch.no_grad():
+                    rec.update(score_clean=det.score(model, x).tolist(), score_adv=det.score(model, x_naive).tolist(),
+                               adv_success=(naive_success & clean_ok(model, x, y)).int().tolist(),
+                               threshold=float(defended.threshold))
+            rec["adaptive"] = library_adaptive(defended, x, y, eps, ok).int().tolist()
+            rec["plain"] = plain_bpda_eot(defended, x, y, eps, ok).int().tolist()
+        rec.update(wall_s=round(time.time() - t0, 1), cpu_s=round(time.process_time() - c0, 1))
+        print({k: (sum(v) if isinstance(v, list) else v) for k, v in rec.items() if not k.startswith("score")},
+              flush=True)
+        if out:
+            with open(out, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        recs.append(rec)
     return recs
 
 
@@ -208,8 +213,9 @@ def summarise(recs: list[dict]) -> list[dict]:
     return rows
 
 
-def run(base: str, names: list[str], n: int, eps: float, chunk: int = 100, out: str | None = None) -> list[dict]:
-    return summarise(chunk_records(base, names, n, eps, chunk, out))
+def run(base: str, names: list[str], n: int, eps: float, chunk: int = 100, out: str | None = None,
+        chunk_major: bool = False) -> list[dict]:
+    return summarise(chunk_records(base, names, n, eps, chunk, out, chunk_major))
 
 
 def table(rows: list[dict]) -> str:
@@ -234,6 +240,7 @@ def main() -> None:
     ap.add_argument("--save", default=None, help="summary JSON")
     ap.add_argument("--out", default=None, help="per-chunk JSON lines, appended and resumed from")
     ap.add_argument("--chunk", type=int, default=100)
+    ap.add_argument("--chunk-major", action="store_true", help="all defenses on a chunk before the next chunk")
     ap.add_argument("--summarise", action="store_true", help="only summarise the records in --out")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -244,7 +251,7 @@ def main() -> None:
         rows = summarise([r for r in recs if r["base"] == a.base and r["eps"] == a.eps
                           and (a.defenses == "all" or r["name"] in ["none"] + names)])
     else:
-        rows = run(a.base, names, a.n, a.eps, a.chunk, a.out)
+        rows = run(a.base, names, a.n, a.eps, a.chunk, a.out, a.chunk_major)
     print(table(rows))
     if a.save:
         with open(a.save, "w") as f:
