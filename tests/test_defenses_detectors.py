@@ -124,14 +124,20 @@ def test_squeezing_detects_naive_and_falls_to_adaptive(std_model, mnist_test):
 
 
 @pytest.mark.slow
-def test_mahalanobis_naive_overstates(std_model, mnist_test):
+@pytest.mark.parametrize("kind, naive_at_least, adaptive_at_most",
+                         [("mahalanobis", 0.8, 0.3), ("binary", 0.8, 0.35), ("lid", 0.3, 0.1)])
+def test_naive_overstates_detector(std_model, mnist_test, kind, naive_at_least, adaptive_at_most):
+    """The bare model's examples are mostly caught (combined accuracy high), the reject-aware
+    adaptive attack bypasses the detector (300 points, benchmarks/results/defenses.md: naive
+    96% / 94% / 48%, adaptive 4% / 12% / 0%)."""
     x, y = mnist_test[0][:24], mnist_test[1][:24]
-    defended = rl.models.load("mnist-cnn+mahalanobis")
+    defended = rl.models.load(f"mnist-cnn+{kind}")
     naive = PGD(rl.LpBall("linf", 0.3), steps=20, seed=0)(std_model, x, y)
     with torch.no_grad():
         naive_acc = combined_accuracy(defended(x), defended(naive.x_adv), y)
-    assert naive_acc.robust_accuracy >= 0.8
-    assert adaptive(defended, x, y, 0.3).robust_accuracy <= 0.3
+    got = adaptive(defended, x, y, 0.3).robust_accuracy
+    assert naive_acc.robust_accuracy >= naive_at_least
+    assert got <= adaptive_at_most and naive_acc.robust_accuracy >= got + 0.25
 
 
 @pytest.mark.slow
