@@ -248,7 +248,7 @@ def main() -> None:
     if a.summarise:
         with open(a.out) as f:
             recs = [json.loads(line) for line in f if line.strip()]
-        rows = summarise([r for r in recs if r["base"] == a.base and r["eps"] == a.eps
+        rows = summarise([r for r in recs if r["base"] == a.base and r["eps"] == a.eps and r["start"] < a.n
                           and (a.defenses == "all" or r["name"] in ["none"] + names)])
     else:
         rows = run(a.base, names, a.n, a.eps, a.chunk, a.out, a.chunk_major)
