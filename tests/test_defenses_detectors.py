@@ -167,10 +167,10 @@ def test_squeeze_attack_bypasses_the_detector_wherever_the_squeezed_image_falls(
 
     x, y = mnist_test[0][:16], mnist_test[1][:16]
     defended = rl.models.load("mnist-cnn+squeeze")
-    b = attack_bits(std_model, x, y, 0.3)
+    b = attack_bits(std_model, x, y, 0.3, restarts=2)
     free, fixed = bit_sets(x, 0.3)
     assert torch.equal(b[~free], fixed[~free]) and set(b.unique().tolist()) <= {0.0, 1.0}
-    x_adv = attack_squeezing(defended, x, y, b, 0.3)
+    x_adv = attack_squeezing(defended, x, y, b, 0.3, steps=100)
     assert torch.equal(ops.bit_depth(x_adv, 1), b) and float((x_adv - x).abs().max()) <= 0.3 + 1e-6
     with torch.no_grad():
         flipped = std_model(b).argmax(1) != y
