@@ -64,7 +64,8 @@ class Float32(nn.Module):
 
 
 def art_transform_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                       ours_known: dict[tuple[str, float], dict] | None = None) -> list[dict]:
+                       ours_known: dict[tuple[str, float], dict] | None = None,
+                       only: list[str] | None = None) -> list[dict]:
     from art.attacks.evasion import ProjectedGradientDescent
     from art.defences.preprocessor import FeatureSqueezing, JpegCompression, SpatialSmoothing
     from art.estimators.classification import PyTorchClassifier
@@ -77,6 +78,8 @@ def art_transform_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         ("JPEG q50", 0.3, JpegCompression(clip_values=(0, 1), quality=50, channels_first=True),
          rl.defenses.JPEG(model, 50)),
     ]
+    if only:
+        configs = [c for c in configs if f"{ZOO_NAME[c[0]]}@{c[1]:g}" in only]
     xn, yn = x.numpy(), y.numpy()
     rows = []
     for label, eps, pre, ours in configs:
@@ -150,6 +153,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-detector", action="store_true")
+    ap.add_argument("--configs", default=None,
+                    help="comma-separated subset of bitdepth@0.3,bitdepth@0.5,median@0.3,jpeg@0.3 (default: all)")
     ap.add_argument("--save", default=None)
     ap.add_argument("--ours-from", default="benchmarks/results/defenses/std-1000.jsonl",
                     help="records of benchmarks/defenses.py on the same points (robustlab's adaptive rows)")
@@ -159,7 +164,7 @@ def main() -> None:
 
     model = rl.models.load("mnist-cnn")
     x, y = rl.data.load("mnist", "test", n=a.n)
-    rows = art_transform_rows(model, x, y, ours_from(a.ours_from, a.n))
+    rows = art_transform_rows(model, x, y, ours_from(a.ours_from, a.n), a.configs.split(",") if a.configs else None)
     print("| defense | eps | clean ART / ours % | ART PGD-40 (BPDA) robust % | robustlab adaptive robust % | s ART / ours |")
     print("|---|---|---|---|---|---|")
     for r in rows:
