@@ -1,7 +1,7 @@
 """Defended MNIST models: what a naive attack reports next to what an adaptive one does.
 
     python benchmarks/defenses.py [--base mnist-cnn] [--n 1000] [--eps 0.3] [--defenses all]
-        [--save F.json]
+        [--out F.jsonl] [--chunk 100] [--chunk-major] [--summarise] [--save F.json]
 
 For each shipped defense ``<base>+<name>`` (transforms and detectors of ``defenses.zoo``), on
 the first ``n`` MNIST test points, every robust accuracy judged by the deployed model (a
@@ -18,10 +18,15 @@ detector's reject counts as defended; a clean point rejected counts as an error)
   transform, EOT by averaging gradients over 10 draws for the random ones; for detectors the
   sum of a classifier hinge and a detector hinge), judged the same way.
 
-Library attacks on robustlab d0c311d do not yet read the reject column (``attacks.losses`` is
-the seam); until they do, a detector's view is attacked through ``defenses.detected.FoldReject``, which folds the
-reject logit into the true class of the batch (logit_y <- max(logit_y, reject)): the margin
-and success rule are then exactly the reject-aware ones of ``attacks.losses``.
+A detector's view is attacked through ``defenses.detected.FoldReject``, which folds the reject
+logit into the true class of the batch (logit_y <- max(logit_y, reject)): the margin and success
+rule are exactly the reject-aware ones of ``attacks.losses`` (which PGD-margin and APGD-DLR now
+read directly); kept so that every record of this benchmark used one objective.
+
+``--out F.jsonl`` appends one record per (defense, chunk of ``--chunk`` points) with the
+per-point outcomes and detector scores, and a rerun skips the records already there;
+``--chunk-major`` runs every defense on a chunk before the next chunk; ``--summarise`` prints the
+table of the records present (each row says how many points it covers).
 """
 from __future__ import annotations
 
