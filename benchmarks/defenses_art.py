@@ -33,9 +33,23 @@ from torch import nn
 import robustlab as rl
 from robustlab.attacks import PGD
 from robustlab.defenses.detectors import _detector_net
+from robustlab.defenses.metrics import roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from defenses import library_adaptive  # noqa: E402
+from defenses import library_adaptive, summarise  # noqa: E402
+
+ZOO_NAME = {"bit depth 1": "bitdepth", "median 2x2": "median", "JPEG q50": "jpeg"}
+
+
+def ours_from(path: str | None, n: int) -> dict[tuple[str, float], dict]:
+    """robustlab's rows for mnist-cnn from ``benchmarks/defenses.py --out`` records (same
+    points), keyed by (zoo name, eps); only rows covering exactly ``n`` points."""
+    if not path or not Path(path).exists():
+        return {}
+    with open(path) as f:
+        recs = [json.loads(line) for line in f if line.strip()]
+    rows = summarise([r for r in recs if r["base"] == "mnist-cnn" and r["start"] < n])
+    return {(r["defense"].split("+")[-1], r["eps"]): r for r in rows if r["n"] == n}
 
 
 class Float32(nn.Module):
@@ -49,7 +63,9 @@ class Float32(nn.Module):
         return self.model(x.float())
 
 
-def art_transform_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
+def art_transform_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                       ours_known: dict[tuple[str, float], dict] | None = None,
+                       only: list[str] | None = None) -> list[dict]:
     from art.attacks.evasion import ProjectedGradientDescent
     from art.defences.preprocessor import FeatureSqueezing, JpegCompression, SpatialSmoothing
     from art.estimators.classification import PyTorchClassifier
@@ -62,6 +78,8 @@ def art_transform_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> li
         ("JPEG q50", 0.3, JpegCompression(clip_values=(0, 1), quality=50, channels_first=True),
          rl.defenses.JPEG(model, 50)),
     ]
+    if only:
+        configs = [c for c in configs if f"{ZOO_NAME[c[0]]}@{c[1]:g}" in only]
     xn, yn = x.numpy(), y.numpy()
     rows = []
     for label, eps, pre, ours in configs:
@@ -74,13 +92,18 @@ def art_transform_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> li
         art_clean = float((clf.predict(xn).argmax(1) == yn).mean())
         art_robust = float(((clf.predict(x_adv).argmax(1) == yn) & (clf.predict(xn).argmax(1) == yn)).mean())
         t_art = time.time() - t0
+        known = (ours_known or {}).get((ZOO_NAME[label], eps))
         t0 = time.time()
-        with torch.no_grad():
-            ok = ours(x).argmax(1) == y
-        ours_robust = float(library_adaptive(ours, x, y, eps, ok).float().mean())
-        rows.append({"defense": label, "eps": eps, "art_clean": round(100 * art_clean, 1),
-                     "ours_clean": round(100 * float(ok.float().mean()), 1),
-                     "art_pgd40_bpda": round(100 * art_robust, 1), "ours_adaptive": round(100 * ours_robust, 1),
+        if known is not None:  # the same evaluation, already run by benchmarks/defenses.py on these points
+            ours_clean, ours_adaptive = known["clean"], known["adaptive"]
+        else:
+            with torch.no_grad():
+                ok = ours(x).argmax(1) == y
+            ours_clean = round(100 * float(ok.float().mean()), 1)
+            ours_adaptive = round(100 * float(library_adaptive(ours, x, y, eps, ok).float().mean()), 1)
+        rows.append({"defense": label, "eps": eps, "art_clean": round(100 * art_clean, 1), "ours_clean": ours_clean,
+                     "art_pgd40_bpda": round(100 * art_robust, 1), "ours_adaptive": ours_adaptive,
+                     "ours_from": "records" if known is not None else "computed",
                      "art_seconds": round(t_art, 1), "ours_seconds": round(time.time() - t0, 1)})
         print(rows[-1], flush=True)
     return rows
@@ -108,15 +131,20 @@ def art_detector_row(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict
     with torch.no_grad():
         ok = model(x).argmax(1) == y
     keep = (naive.success & ok).numpy()
-    _, flag_adv = detector.detect(naive.x_adv.numpy())
-    _, flag_clean = detector.detect(x.numpy())
+    rep_adv, flag_adv = detector.detect(naive.x_adv.numpy())
+    rep_clean, flag_clean = detector.detect(x.numpy())
     ours = rl.models.load("mnist-cnn+binary")
     with torch.no_grad():
         rej_adv, rej_clean = ours.is_rejected(naive.x_adv).numpy(), ours.is_rejected(x).numpy()
+        s_adv, s_clean = ours.detector.score(model, naive.x_adv), ours.detector.score(model, x)
+    # ART's score: the detector's "adversarial" logit minus its "clean" one.
+    pc, pa = rep_clean["predictions"], rep_adv["predictions"]
+    art_auc = roc_auc(torch.tensor(pc[:, 1] - pc[:, 0]), torch.tensor(pa[:, 1] - pa[:, 0])[torch.from_numpy(keep)])
     return {"art_detection": round(100 * float(flag_adv[keep].mean()), 1),
-            "art_fpr": round(100 * float(flag_clean.mean()), 1),
+            "art_fpr": round(100 * float(flag_clean.mean()), 1), "art_auc": round(art_auc, 4),
             "ours_detection": round(100 * float(rej_adv[keep].mean()), 1),
             "ours_fpr": round(100 * float(rej_clean.mean()), 1),
+            "ours_auc": round(roc_auc(s_clean, s_adv[torch.from_numpy(keep)]), 4),
             "n_adversarial": int(keep.sum()), "art_fit_seconds": round(fit_seconds, 1)}
 
 
@@ -125,14 +153,18 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-detector", action="store_true")
+    ap.add_argument("--configs", default=None,
+                    help="comma-separated subset of bitdepth@0.3,bitdepth@0.5,median@0.3,jpeg@0.3 (default: all)")
     ap.add_argument("--save", default=None)
+    ap.add_argument("--ours-from", default="benchmarks/results/defenses/std-1000.jsonl",
+                    help="records of benchmarks/defenses.py on the same points (robustlab's adaptive rows)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     import art
 
     model = rl.models.load("mnist-cnn")
     x, y = rl.data.load("mnist", "test", n=a.n)
-    rows = art_transform_rows(model, x, y)
+    rows = art_transform_rows(model, x, y, ours_from(a.ours_from, a.n), a.configs.split(",") if a.configs else None)
     print("| defense | eps | clean ART / ours % | ART PGD-40 (BPDA) robust % | robustlab adaptive robust % | s ART / ours |")
     print("|---|---|---|---|---|---|")
     for r in rows:

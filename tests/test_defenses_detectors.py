@@ -124,14 +124,20 @@ def test_squeezing_detects_naive_and_falls_to_adaptive(std_model, mnist_test):
 
 
 @pytest.mark.slow
-def test_mahalanobis_naive_overstates(std_model, mnist_test):
+@pytest.mark.parametrize("kind, naive_at_least, adaptive_at_most",
+                         [("mahalanobis", 0.8, 0.3), ("binary", 0.8, 0.35), ("lid", 0.3, 0.1)])
+def test_naive_overstates_detector(std_model, mnist_test, kind, naive_at_least, adaptive_at_most):
+    """The bare model's examples are mostly caught (combined accuracy high), the reject-aware
+    adaptive attack bypasses the detector (300 points, benchmarks/results/defenses.md: naive
+    96% / 94% / 48%, adaptive 4% / 12% / 0%)."""
     x, y = mnist_test[0][:24], mnist_test[1][:24]
-    defended = rl.models.load("mnist-cnn+mahalanobis")
+    defended = rl.models.load(f"mnist-cnn+{kind}")
     naive = PGD(rl.LpBall("linf", 0.3), steps=20, seed=0)(std_model, x, y)
     with torch.no_grad():
         naive_acc = combined_accuracy(defended(x), defended(naive.x_adv), y)
-    assert naive_acc.robust_accuracy >= 0.8
-    assert adaptive(defended, x, y, 0.3).robust_accuracy <= 0.3
+    got = adaptive(defended, x, y, 0.3).robust_accuracy
+    assert naive_acc.robust_accuracy >= naive_at_least
+    assert got <= adaptive_at_most and naive_acc.robust_accuracy >= got + 0.25
 
 
 @pytest.mark.slow
@@ -149,3 +155,27 @@ def test_detector_adds_nothing_adaptive_on_at_model(at_model, mnist_test):
 def test_every_detector_has_a_shipped_configuration():
     for kind in DETECTORS:
         assert rl.models.load(f"mnist-cnn+{kind}").rejects
+
+
+@pytest.mark.slow
+def test_squeeze_attack_bypasses_the_detector_wherever_the_squeezed_image_falls(std_model, mnist_test):
+    """At Linf 0.3 the binarisation-aware attack (defenses.squeeze_attack) finds misclassified
+    reachable 1-bit images for some points, and on every one of them it gets past the squeezing
+    detector: what stays robust is 1-bit depth's removed budget, not the detector."""
+    from robustlab.defenses import ops
+    from robustlab.defenses.squeeze_attack import attack_bits, attack_squeezing, bit_sets
+
+    x, y = mnist_test[0][:16], mnist_test[1][:16]
+    defended = rl.models.load("mnist-cnn+squeeze")
+    b = attack_bits(std_model, x, y, 0.3, restarts=2)
+    free, fixed = bit_sets(x, 0.3)
+    assert torch.equal(b[~free], fixed[~free]) and set(b.unique().tolist()) <= {0.0, 1.0}
+    x_adv = attack_squeezing(defended, x, y, b, 0.3, steps=100)
+    assert torch.equal(ops.bit_depth(x_adv, 1), b) and float((x_adv - x).abs().max()) <= 0.3 + 1e-6
+    with torch.no_grad():
+        flipped = std_model(b).argmax(1) != y
+        bypassed = is_success(defended(x_adv), y, None, reject=True)
+    assert int(flipped.sum()) >= 4
+    assert bool(bypassed[flipped].all())
+    with pytest.raises(ValueError, match="defended"):
+        attack_squeezing(rl.models.load("mnist-cnn+mahalanobis"), x, y, b, 0.3)

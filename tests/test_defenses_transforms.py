@@ -105,18 +105,19 @@ def test_bad_arguments_name_themselves(std_model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["jpeg", "median"])
-def test_naive_overstates_deterministic_transform(std_model, mnist_test, name):
+@pytest.mark.parametrize("name, gap", [("jpeg", 0.15), ("median", 0.5), ("tv", 0.7)])
+def test_naive_overstates_deterministic_transform(std_model, mnist_test, name, gap):
     """Adversarial examples of the bare model mostly fail on the transformed model (the naive
-    number is high); PGD through the BPDA view breaks it like the undefended model."""
+    number is high); PGD through the BPDA view breaks it like the undefended model.
+    (Here PGD-20 stopping at the boundary, 32 points: naive 28% / 78% / 97%; on 1000 points with
+    PGD-40 see benchmarks/results/defenses.md.)"""
     x, y = mnist_test[0][:32], mnist_test[1][:32]
     defended = rl.models.load(f"mnist-cnn+{name}")
     pgd = PGD(rl.LpBall("linf", 0.3), steps=20, seed=0)
-    naive = robust_acc(defended, pgd(defended.naive_view(), x, y).x_adv, y) if name != "median" else None
+    naive = robust_acc(defended, pgd(defended.naive_view(), x, y).x_adv, y)
     adaptive = robust_acc(defended, pgd(defended.attack_view(), x, y).x_adv, y)
     assert adaptive <= 0.05
-    if naive is not None:
-        assert naive >= adaptive + 0.15
+    assert naive >= adaptive + gap
 
 
 @pytest.mark.slow
@@ -130,6 +131,18 @@ def test_naive_overstates_gaussian_noise_eot(std_model, mnist_test):
     naive = robust_acc(defended, PGD(threat, steps=20, seed=0)(defended.naive_view(), x, y).x_adv, y)
     adaptive = robust_acc(defended, PGD(threat, steps=20, seed=0, early_stop=False)(defended.attack_view(), x, y).x_adv, y)
     assert adaptive <= 0.05 and naive >= adaptive + 0.1
+
+
+@pytest.mark.slow
+def test_naive_overstates_resize_pad_eot(std_model, mnist_test):
+    """Xie et al.'s random resize-and-pad undoes many of the bare model's examples; PGD with EOT
+    over the view (no early stop) breaks it."""
+    x, y = mnist_test[0][:24], mnist_test[1][:24]
+    defended = RandomResizePad(std_model, 24, eot_samples=4)
+    threat = rl.LpBall("linf", 0.3)
+    naive = robust_acc(defended, PGD(threat, steps=20, seed=0)(defended.naive_view(), x, y).x_adv, y)
+    adaptive = robust_acc(defended, PGD(threat, steps=20, seed=0, early_stop=False)(defended.attack_view(), x, y).x_adv, y)
+    assert adaptive <= 0.1 and naive >= adaptive + 0.25
 
 
 @pytest.mark.slow
