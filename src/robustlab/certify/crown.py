@@ -30,6 +30,9 @@ from torch import Tensor, nn
 
 from robustlab.certify.graph import Node, build_graph
 from robustlab.certify.ops import (
+    _bn_affine,
+    _pair,
+    _pool_weight,
     backward_affine,
     backward_relu,
     interval_affine,
@@ -40,6 +43,7 @@ from robustlab.threats import check_lp
 
 METHODS = ("ibp", "crown-ibp", "crown", "alpha-crown")
 ELEMENTWISE = (nn.Flatten, Normalize, nn.BatchNorm2d)
+WINDOWED = (nn.Conv2d, nn.AvgPool2d, Normalize, nn.BatchNorm2d)  # layers a Window passes through
 MAX_ELEMENTS = 2 ** 25  # floats in one back-substitution coefficient tensor (128 MiB)
 
 
@@ -66,15 +70,24 @@ def input_domain(x: Tensor, threat: object) -> Domain:
     return Domain(xl, xu, x, eps, q)
 
 
-def concretize(a: Tensor, bias: Tensor, dom: Domain, upper_side: bool) -> Tensor:
-    """min (or max) over the input set of a . z + bias, for a (N, S, *in shape): (N, S).
+def concretize(a: "Tensor | Window", bias: Tensor, dom: Domain, upper_side: bool) -> Tensor:
+    """min (or max) over the input set of a . z + bias, for a (N, S, *in shape) or a ``Window``
+    on the input map: (N, S).
 
     Box: a . centre -+ |a| . radius. Lp ball (p < inf): a . x0 -+ eps ||a||_q; the set is inside
     both, so the tighter of the two is sound."""
+    sign = 1.0 if upper_side else -1.0
+    if isinstance(a, Window):  # coefficients outside the window are zero: sum over it only
+        c, r = _gather((dom.xl + dom.xu) / 2, a), _gather((dom.xu - dom.xl) / 2, a)
+        out = (a.a * c).sum((2, 3, 4)) + sign * (a.a.abs() * r).sum((2, 3, 4))
+        if dom.q is not None:
+            af = a.a.flatten(2)
+            ball = (a.a * _gather(dom.x0, a)).sum((2, 3, 4)) + sign * dom.eps[:, None] * af.norm(p=dom.q, dim=2)
+            out = torch.minimum(out, ball) if upper_side else torch.maximum(out, ball)
+        return out + bias
     af = a.flatten(2)
     c = ((dom.xl + dom.xu) / 2).flatten(1).unsqueeze(2)
     r = ((dom.xu - dom.xl) / 2).flatten(1).unsqueeze(2)
-    sign = 1.0 if upper_side else -1.0
     out = (af @ c).squeeze(2) + sign * (af.abs() @ r).squeeze(2)
     if dom.q is not None:
         ball = (af @ dom.x0.flatten(1).unsqueeze(2)).squeeze(2) + sign * dom.eps[:, None] * af.norm(p=dom.q, dim=2)
@@ -82,32 +95,154 @@ def concretize(a: Tensor, bias: Tensor, dom: Domain, upper_side: bool) -> Tensor
     return out + bias
 
 
-def _backsub(nodes: list[Node], start: int, a: Tensor, relax: dict[int, tuple[Tensor, Tensor, Tensor]],
-             upper_side: bool, alphas: dict[int, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-    """Pull the linear function ``a`` (N, S, *shape of node start) back to the input.
-    Returns (A at the input (N, S, *input shape), bias (N, S))."""
-    pending: dict[int, Tensor] = {start: a}
-    bias = a.new_zeros(a.shape[:2])
+@dataclass
+class Window:
+    """A back-substituted linear function kept as a local patch (auto_LiRPA's "patches" idea):
+    ``a`` (N, S, C, h, w) holds the coefficients on the h x w window of a (C, H, W) map whose
+    top-left corner is at ``off`` (N, S, 2) in map coordinates (may be negative). Coefficients
+    outside the map are kept at exactly zero, so sums over the window are sums over the map."""
+
+    a: Tensor
+    off: Tensor
+
+
+def _window_index(off: Tensor, size: int, extent: int) -> tuple[Tensor, Tensor]:
+    """Map coordinates (N, S, size) of a window's rows or columns and whether each is inside [0, extent)."""
+    idx = off.unsqueeze(-1) + torch.arange(size, device=off.device)
+    return idx, (idx >= 0) & (idx < extent)
+
+
+def _mask(win: Window, shape: tuple[int, ...]) -> Window:
+    """Zero the coefficients that fall outside the (C, H, W) map."""
+    _, vh = _window_index(win.off[..., 0], win.a.shape[3], shape[1])
+    _, vw = _window_index(win.off[..., 1], win.a.shape[4], shape[2])
+    keep = (vh.unsqueeze(-1) & vw.unsqueeze(-2)).unsqueeze(2)  # (N, S, 1, h, w)
+    return Window(win.a * keep.to(win.a.dtype), win.off)
+
+
+def _gather(m: Tensor, win: Window) -> Tensor:
+    """The (N, S, C, h, w) windows of the map ``m`` (N, C, H, W) at ``win``'s offsets (0 outside)."""
+    n, _, hgt, wid = m.shape
+    h, w = win.a.shape[3], win.a.shape[4]
+    pad = max(0, int(-win.off.min()), int((win.off[..., 0] + h - hgt).max()), int((win.off[..., 1] + w - wid).max()))
+    mp = torch.nn.functional.pad(m, (pad, pad, pad, pad))
+    ih = win.off[..., 0].unsqueeze(-1) + pad + torch.arange(h, device=m.device)  # (N, S, h)
+    iw = win.off[..., 1].unsqueeze(-1) + pad + torch.arange(w, device=m.device)
+    nn_ = torch.arange(n, device=m.device).view(n, 1, 1, 1)
+    out = mp.permute(0, 2, 3, 1)[nn_, ih.unsqueeze(-1), iw.unsqueeze(-2)]  # (N, S, h, w, C)
+    return out.permute(0, 1, 4, 2, 3)
+
+
+def _to_dense(win: Window, shape: tuple[int, ...]) -> Tensor:
+    """The window written into the full (C, H, W) map: (N, S, C, H, W)."""
+    n, s, c, h, w = win.a.shape
+    ih, vh = _window_index(-win.off[..., 0], shape[1], h)  # window row of each map row
+    iw, vw = _window_index(-win.off[..., 1], shape[2], w)
+    a = win.a.permute(0, 1, 3, 4, 2)  # (N, S, h, w, C)
+    nn_ = torch.arange(n, device=a.device).view(n, 1, 1, 1)
+    ss_ = torch.arange(s, device=a.device).view(1, s, 1, 1)
+    out = a[nn_, ss_, ih.clamp(0, h - 1).unsqueeze(-1), iw.clamp(0, w - 1).unsqueeze(-2)]  # (N, S, H, W, C)
+    keep = (vh.unsqueeze(-1) & vw.unsqueeze(-2)).unsqueeze(-1)
+    return (out * keep.to(out.dtype)).permute(0, 1, 4, 2, 3)
+
+
+def _add(x: Tensor | Window, y: Tensor | Window, shape: tuple[int, ...]) -> Tensor | Window:
+    """Sum of two linear functions of the same node, dense or windowed."""
+    if isinstance(x, Window) and isinstance(y, Window):
+        lo = torch.minimum(x.off, y.off)
+        hi = torch.maximum(x.off + torch.tensor(x.a.shape[3:], device=x.off.device),
+                           y.off + torch.tensor(y.a.shape[3:], device=y.off.device))
+        size = hi - lo
+        if bool((size == size[0, 0]).all()) and bool((x.off - lo == (x.off - lo)[0, 0]).all()) \
+                and bool((y.off - lo == (y.off - lo)[0, 0]).all()):
+            h, w = int(size[0, 0, 0]), int(size[0, 0, 1])
+
+            def place(v: Window) -> Tensor:
+                t, left = [int(u) for u in (v.off - lo)[0, 0]]
+                return torch.nn.functional.pad(v.a, (left, w - left - v.a.shape[4], t, h - t - v.a.shape[3]))
+            return Window(place(x) + place(y), lo)
+    xd = _to_dense(x, shape) if isinstance(x, Window) else x
+    yd = _to_dense(y, shape) if isinstance(y, Window) else y
+    return xd + yd
+
+
+def _window_affine(m: nn.Module, win: Window, in_shape: tuple[int, ...]) -> tuple[Window, Tensor]:
+    """``backward_affine`` for a windowed function: (window at the layer's input, bias (N, S))."""
+    n, s, c, h, w = win.a.shape
+    if isinstance(m, (nn.Conv2d, nn.AvgPool2d)):
+        if isinstance(m, nn.Conv2d):
+            weight, groups, dl = m.weight, m.groups, _pair(m.dilation)
+            bias = (win.a.sum((3, 4)) @ m.bias) if m.bias is not None else win.a.new_zeros(n, s)
+        else:
+            weight, groups, dl = _pool_weight(m, c, win.a), c, (1, 1)
+            bias = win.a.new_zeros(n, s)
+        st = _pair(m.stride if not isinstance(m, nn.AvgPool2d) or m.stride is not None else m.kernel_size)
+        pd = _pair(m.padding)
+        a_in = torch.nn.functional.conv_transpose2d(win.a.reshape(n * s, c, h, w), weight, None, st, 0, 0,
+                                                    groups, dl)
+        off = win.off * torch.tensor(st, device=win.off.device) - torch.tensor(pd, device=win.off.device)
+        return _mask(Window(a_in.reshape(n, s, *a_in.shape[1:]), off), in_shape), bias
+    if isinstance(m, Normalize):
+        inv = (1.0 / m.std).view(-1, 1, 1)
+        return Window(win.a * inv, win.off), -(win.a.sum((3, 4)) @ (m.mean / m.std).flatten())
+    if isinstance(m, nn.BatchNorm2d):
+        scale, shift = _bn_affine(m)
+        return Window(win.a * scale.view(-1, 1, 1), win.off), win.a.sum((3, 4)) @ shift
+    raise ValueError(f"m: no windowed backward rule for {type(m).__name__}")
+
+
+def _backsub(nodes: list[Node], start: int, a: Tensor | Window, relax: dict[int, tuple[Tensor, Tensor, Tensor]],
+             upper_side: bool, alphas: dict[int, Tensor] | None = None) -> tuple[Tensor | Window, Tensor]:
+    """Pull the linear function ``a`` (N, S, *shape of node start), dense or a ``Window``, back
+    to the input. Returns (A at the input: (N, S, *input shape), or a ``Window`` if ``a`` was one
+    and stayed smaller than the maps, bias (N, S)).
+
+    A window stays a window through convolutions, pooling, elementwise layers, ReLUs and
+    additions while it is smaller than its map, and becomes dense after that."""
+    pending: dict[int, Tensor | Window] = {start: a}
+    first = a.a if isinstance(a, Window) else a
+    bias = first.new_zeros(first.shape[:2])
     for k in range(start, 0, -1):
         ak = pending.pop(k, None)
         if ak is None:
             continue
         node = nodes[k]
+        if isinstance(ak, Window) and ak.a.shape[3] * ak.a.shape[4] >= node.shape[1] * node.shape[2]:
+            ak = _to_dense(ak, node.shape)
         if node.kind == "add":
             for i in node.inputs:
-                pending[i] = pending[i] + ak if i in pending else ak
+                pending[i] = _add(pending[i], ak, nodes[i].shape) if i in pending else ak
             continue
+        in_shape = nodes[node.inputs[0]].shape
         if node.kind == "affine":
-            a_in, b = backward_affine(node.module, ak, nodes[node.inputs[0]].shape)  # type: ignore[arg-type]
+            if isinstance(ak, Window) and isinstance(node.module, WINDOWED):
+                a_in, b = _window_affine(node.module, ak, in_shape)
+            else:
+                if isinstance(ak, Window):
+                    ak = _to_dense(ak, node.shape)
+                a_in, b = backward_affine(node.module, ak, in_shape)  # type: ignore[arg-type]
         else:
             du, bu, dl = relax[k]
             if alphas is not None and k in alphas:
                 dl = alphas[k]
-            a_in, b = backward_relu(ak, du, bu, dl, upper_side)
+            if isinstance(ak, Window):
+                # per-row slopes (N, S, *shape) give each row its own window
+                dl = _gather_rows(dl, ak) if dl.dim() == du.dim() + 1 else _gather(dl, ak)
+                w_in, b = backward_relu(ak.a, _gather(du, ak), _gather(bu, ak), dl, upper_side)
+                a_in = Window(w_in, ak.off)
+            else:
+                a_in, b = backward_relu(ak, du, bu, dl, upper_side)
         bias = bias + b
         i = node.inputs[0]
-        pending[i] = pending[i] + a_in if i in pending else a_in
+        pending[i] = _add(pending[i], a_in, in_shape) if i in pending else a_in
     return pending[0], bias
+
+
+def _gather_rows(dl: Tensor, win: Window) -> Tensor:
+    """Windows of per-row maps ``dl`` (N, S, C, H, W): row s of sample i from dl[i, s]."""
+    n, s = dl.shape[:2]
+    flat = Window(win.a.flatten(0, 1).unsqueeze(1), win.off.flatten(0, 1).unsqueeze(1))
+    return _gather(dl.flatten(0, 1), flat).squeeze(1).view(n, s, *win.a.shape[2:])
 
 
 def _interval(node: Node, lo: list[Tensor], hi: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -145,9 +280,15 @@ def _refine(nodes: list[Node], k: int, lo: list[Tensor], hi: list[Tensor],
     for s in range(0, r_max, chunk):
         cols, ok = order[:, s:s + chunk], valid[:, s:s + chunk]
         r = cols.shape[1]
-        a = lk.new_zeros(n, r, lk.shape[1])
-        a.scatter_(2, cols.unsqueeze(2), ok.unsqueeze(2).to(lk.dtype))
-        a = a.view(n, r, *shape)
+        a: Tensor | Window
+        if len(shape) == 3:  # a conv map: each row starts as a 1x1 window at its neuron
+            hw = shape[1] * shape[2]
+            a = Window(lk.new_zeros(n, r, shape[0], 1, 1), torch.stack((cols % hw // shape[2], cols % shape[2]), -1))
+            a.a.view(n, r, shape[0]).scatter_(2, (cols // hw).unsqueeze(2), ok.unsqueeze(2).to(lk.dtype))
+        else:
+            a = lk.new_zeros(n, r, lk.shape[1])
+            a.scatter_(2, cols.unsqueeze(2), ok.unsqueeze(2).to(lk.dtype))
+            a = a.view(n, r, *shape)
         rows_n = torch.arange(n, device=lk.device)[:, None].expand(n, r)[ok]
         al, bl = _backsub(nodes, k, a, relax, upper_side=False)
         new_l[rows_n, cols[ok]] = concretize(al, bl, dom, upper_side=False)[ok]

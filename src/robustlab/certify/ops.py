@@ -108,10 +108,12 @@ def backward_relu(a: Tensor, du: Tensor, bu: Tensor, dl: Tensor, upper_side: boo
 
     For a lower bound (upper_side False) positive coefficients take the lower line and negative
     ones the upper line; for an upper bound the other way round. ``dl`` is (N, *shape) or
-    (N, S, *shape) (optimised slopes, one per spec row). Returns (A_in, bias (N, S)).
+    (N, S, *shape) (optimised slopes, one per spec row); ``du`` and ``bu`` are (N, *shape), or
+    (N, S, *shape) when already taken per row (windows). Returns (A_in, bias (N, S)).
     """
-    du, bu = du.unsqueeze(1), bu.unsqueeze(1)
-    if dl.dim() == du.dim() - 1:
+    if du.dim() < a.dim():
+        du, bu = du.unsqueeze(1), bu.unsqueeze(1)
+    if dl.dim() < a.dim():
         dl = dl.unsqueeze(1)
     on_upper = (a >= 0) if upper_side else (a < 0)  # coefficients that take the upper line
     a_in = a * torch.where(on_upper, du, dl)
