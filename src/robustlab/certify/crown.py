@@ -256,6 +256,32 @@ def _interval(node: Node, lo: list[Tensor], hi: list[Tensor]) -> tuple[Tensor, T
     return c - r, c + r
 
 
+def _unstable_rows(lk: Tensor, hk: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Per sample, the flat indices of the neurons with lk < 0 < hk (N, R), unstable first and
+    padded to the largest count R in the batch, and which entries are real (N, R); None if none."""
+    unstable = (lk < 0) & (hk > 0)
+    counts = unstable.sum(1)
+    r_max = int(counts.max()) if lk.shape[0] else 0
+    if r_max == 0:
+        return None
+    order = torch.argsort((~unstable).to(torch.int8), dim=1, stable=True)[:, :r_max]
+    return order, torch.arange(r_max, device=lk.device)[None, :] < counts[:, None]
+
+
+def _identity_rows(shape: tuple[int, ...], cols: Tensor, ok: Tensor, like: Tensor) -> Tensor | Window:
+    """Rows e_col (N, R, *shape) selecting neuron ``cols`` of a node (zero rows where not ``ok``);
+    on a conv map each row is a 1x1 ``Window`` at its neuron."""
+    n, r = cols.shape
+    if len(shape) == 3:
+        hw = shape[1] * shape[2]
+        win = Window(like.new_zeros(n, r, shape[0], 1, 1), torch.stack((cols % hw // shape[2], cols % shape[2]), -1))
+        win.a.view(n, r, shape[0]).scatter_(2, (cols // hw).unsqueeze(2), ok.unsqueeze(2).to(like.dtype))
+        return win
+    a = like.new_zeros(n, r, int(torch.tensor(shape).prod()))
+    a.scatter_(2, cols.unsqueeze(2), ok.unsqueeze(2).to(like.dtype))
+    return a.view(n, r, *shape)
+
+
 def _refine(nodes: list[Node], k: int, lo: list[Tensor], hi: list[Tensor],
             relax: dict[int, tuple[Tensor, Tensor, Tensor]], dom: Domain, max_elements: int,
             intersect: bool = False) -> None:
@@ -266,30 +292,18 @@ def _refine(nodes: list[Node], k: int, lo: list[Tensor], hi: list[Tensor],
     ``max_elements`` floats."""
     n = lo[k].shape[0]
     lk, hk = lo[k].flatten(1), hi[k].flatten(1)
-    unstable = (lk < 0) & (hk > 0)
-    counts = unstable.sum(1)
-    r_max = int(counts.max()) if n else 0
-    if r_max == 0:
+    rows = _unstable_rows(lk, hk)
+    if rows is None:
         return
-    order = torch.argsort((~unstable).to(torch.int8), dim=1, stable=True)[:, :r_max]  # (N, R) unstable first
-    valid = torch.arange(r_max, device=lk.device)[None, :] < counts[:, None]
+    order, valid = rows
     shape = nodes[k].shape
     width = n * max(int(torch.tensor(nd.shape).prod()) for nd in nodes[: k + 1])
     chunk = max(1, max_elements // width)
     new_l, new_u = lk.clone(), hk.clone()
-    for s in range(0, r_max, chunk):
+    for s in range(0, order.shape[1], chunk):
         cols, ok = order[:, s:s + chunk], valid[:, s:s + chunk]
-        r = cols.shape[1]
-        a: Tensor | Window
-        if len(shape) == 3:  # a conv map: each row starts as a 1x1 window at its neuron
-            hw = shape[1] * shape[2]
-            a = Window(lk.new_zeros(n, r, shape[0], 1, 1), torch.stack((cols % hw // shape[2], cols % shape[2]), -1))
-            a.a.view(n, r, shape[0]).scatter_(2, (cols // hw).unsqueeze(2), ok.unsqueeze(2).to(lk.dtype))
-        else:
-            a = lk.new_zeros(n, r, lk.shape[1])
-            a.scatter_(2, cols.unsqueeze(2), ok.unsqueeze(2).to(lk.dtype))
-            a = a.view(n, r, *shape)
-        rows_n = torch.arange(n, device=lk.device)[:, None].expand(n, r)[ok]
+        a = _identity_rows(shape, cols, ok, lk)
+        rows_n = torch.arange(n, device=lk.device)[:, None].expand(n, cols.shape[1])[ok]
         al, bl = _backsub(nodes, k, a, relax, upper_side=False)
         new_l[rows_n, cols[ok]] = concretize(al, bl, dom, upper_side=False)[ok]
         del al
@@ -330,26 +344,77 @@ def _relaxations(nodes: list[Node], lo: list[Tensor], hi: list[Tensor]) -> dict[
     return {k: relu_relaxation(lo[nd.inputs[0]], hi[nd.inputs[0]]) for k, nd in enumerate(nodes) if nd.kind == "relu"}
 
 
-def _optimise_alpha(nodes: list[Node], spec: Tensor, relax: dict[int, tuple[Tensor, Tensor, Tensor]], dom: Domain,
+def _slopes(alphas: dict[int, Tensor], relax: dict[int, tuple[Tensor, Tensor, Tensor]],
+            lo: list[Tensor], hi: list[Tensor], nodes: list[Node]) -> dict[int, Tensor]:
+    """Optimised lower slopes on unstable neurons, CROWN's exact ones (0 or 1) on stable ones."""
+    out = {}
+    for j, al in alphas.items():
+        i = nodes[j].inputs[0]
+        unstable = ((lo[i] < 0) & (hi[i] > 0)).unsqueeze(1)
+        out[j] = torch.where(unstable, al, relax[j][2].unsqueeze(1))
+    return out
+
+
+def _optimise_alpha(nodes: list[Node], spec: Tensor, lo0: list[Tensor], hi0: list[Tensor], dom: Domain,
                     upper_side: bool, steps: int, lr: float) -> Tensor:
-    """Best bound over ``steps`` projected-Adam steps on the lower ReLU slopes (one set per spec row)."""
-    s = spec.shape[1]
-    alphas = {k: dl.detach().unsqueeze(1).expand(-1, s, *dl.shape[1:]).clone().requires_grad_(True)
-              for k, (_, _, dl) in relax.items()}
-    opt = torch.optim.Adam(list(alphas.values()), lr=lr)
+    """alpha-CROWN (Xu et al. 2021): the best bound of ``spec`` over ``steps`` projected-Adam steps
+    on the lower ReLU slopes of every ReLU layer.
+
+    Slopes are separate for the spec rows and, for every intermediate layer whose bounds depend
+    on earlier ReLUs, for each of its unstable neurons (rows) and bound side; those layers'
+    bounds are recomputed with their slopes at every step (kept no looser than ``lo0``/``hi0``,
+    the CROWN bounds), so their ReLU relaxations tighten along with the output bound."""
+    relus = [k for k, nd in enumerate(nodes) if nd.kind == "relu"]
+    pre = {nodes[k].inputs[0] for k in relus}
+    relax0 = _relaxations(nodes, lo0, hi0)
+    starts: dict[int, tuple[Tensor, Tensor]] = {}
+    for p in sorted(pre):
+        if relus and p > relus[0]:
+            rows = _unstable_rows(lo0[p].flatten(1), hi0[p].flatten(1))
+            if rows is not None:
+                starts[p] = rows
+
+    def init(count: int, before: int) -> dict[int, Tensor]:
+        return {j: relax0[j][2].unsqueeze(1).expand(-1, count, *relax0[j][2].shape[1:]).clone().requires_grad_(True)
+                for j in relus if j < before}
+
+    out_alpha = init(spec.shape[1], len(nodes))
+    mid_alpha = {(p, side): init(starts[p][0].shape[1], p) for p in starts for side in (False, True)}
+    params = list(out_alpha.values()) + [t for d in mid_alpha.values() for t in d.values()]
+    opt = torch.optim.Adam(params, lr=lr)
     best = None
-    for _ in range(steps + 1):
-        a, b = _backsub(nodes, len(nodes) - 1, spec, relax, upper_side, alphas)
+    n = spec.shape[0]
+    for step in range(steps + 1):
+        lo, hi = list(lo0), list(hi0)
+        relax: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        for k, nd in enumerate(nodes):
+            if k in starts:
+                order, valid = starts[k]
+                rows = _identity_rows(nd.shape, order, valid, lo0[k])
+                rows_n = torch.arange(n, device=order.device)[:, None].expand_as(order)[valid]
+                for side in (False, True):
+                    al = _slopes(mid_alpha[(k, side)], relax, lo, hi, nodes)
+                    a, b = _backsub(nodes, k, rows, relax, side, al)
+                    val = concretize(a, b, dom, side)
+                    base = (hi0 if side else lo0)[k].flatten(1)
+                    new = base.clone()
+                    new[rows_n, order[valid]] = val[valid]
+                    new = torch.minimum(new, base) if side else torch.maximum(new, base)
+                    (hi if side else lo)[k] = new.view_as(lo0[k])
+            if nd.kind == "relu":
+                i = nd.inputs[0]
+                relax[k] = relu_relaxation(lo[i], hi[i]) if i in starts else relax0[k]
+        a, b = _backsub(nodes, len(nodes) - 1, spec, relax, upper_side, _slopes(out_alpha, relax, lo, hi, nodes))
         val = concretize(a, b, dom, upper_side)
         with torch.no_grad():
             best = val.detach().clone() if best is None else (torch.minimum if upper_side else torch.maximum)(best, val)
-        if _ == steps:
+        if step == steps:
             break
         opt.zero_grad(set_to_none=True)
         (val.sum() if upper_side else -val.sum()).backward()
         opt.step()
         with torch.no_grad():
-            for al in alphas.values():
+            for al in params:
                 al.clamp_(0.0, 1.0)
     return best  # type: ignore[return-value]
 
@@ -404,9 +469,9 @@ def bounds(model: nn.Module, x: Tensor, threat: object, method: str = "crown", s
         if not want:
             out.append(None)
         elif method == "alpha-crown":
-            fixed = {k: tuple(t.detach() for t in r) for k, r in relax.items()}
             with torch.enable_grad():
-                out.append(_optimise_alpha(nodes, spec_t.detach(), fixed, dom, side, alpha_steps, alpha_lr))
+                out.append(_optimise_alpha(nodes, spec_t.detach(), [t.detach() for t in lo], [t.detach() for t in hi],
+                                           dom, side, alpha_steps, alpha_lr))
         else:
             a, b = _backsub(nodes, len(nodes) - 1, spec_t, relax, side)
             out.append(concretize(a, b, dom, side))
