@@ -44,6 +44,7 @@ from robustlab.threats import check_lp
 METHODS = ("ibp", "crown-ibp", "crown", "alpha-crown")
 ELEMENTWISE = (nn.Flatten, Normalize, nn.BatchNorm2d)
 WINDOWED = (nn.Conv2d, nn.AvgPool2d, Normalize, nn.BatchNorm2d)  # layers a Window passes through
+WINDOW_MATRIX = 2 ** 22  # largest window-to-window conv matrix (floats) applied as one matmul
 MAX_ELEMENTS = 2 ** 25  # floats in one back-substitution coefficient tensor (128 MiB)
 
 
@@ -70,20 +71,27 @@ def input_domain(x: Tensor, threat: object) -> Domain:
     return Domain(xl, xu, x, eps, q)
 
 
-def concretize(a: "Tensor | Window", bias: Tensor, dom: Domain, upper_side: bool) -> Tensor:
+def concretize(a: "Tensor | Window", bias: Tensor, dom: Domain, upper_side: bool | Tensor) -> Tensor:
     """min (or max) over the input set of a . z + bias, for a (N, S, *in shape) or a ``Window``
-    on the input map: (N, S).
+    on the input map: (N, S). ``upper_side``: max (True) or min (False), or an (S,) bool tensor
+    choosing per row.
 
     Box: a . centre -+ |a| . radius. Lp ball (p < inf): a . x0 -+ eps ||a||_q; the set is inside
     both, so the tighter of the two is sound."""
-    sign = 1.0 if upper_side else -1.0
+    per_row = isinstance(upper_side, Tensor)
+    sign = (upper_side.to(bias.dtype) * 2 - 1) if per_row else (1.0 if upper_side else -1.0)
+
+    def tighter(out: Tensor, ball: Tensor) -> Tensor:
+        if per_row:
+            return torch.where(upper_side, torch.minimum(out, ball), torch.maximum(out, ball))
+        return torch.minimum(out, ball) if upper_side else torch.maximum(out, ball)
     if isinstance(a, Window):  # coefficients outside the window are zero: sum over it only
         c, r = _gather((dom.xl + dom.xu) / 2, a), _gather((dom.xu - dom.xl) / 2, a)
         out = (a.a * c).sum((2, 3, 4)) + sign * (a.a.abs() * r).sum((2, 3, 4))
         if dom.q is not None:
             af = a.a.flatten(2)
             ball = (a.a * _gather(dom.x0, a)).sum((2, 3, 4)) + sign * dom.eps[:, None] * af.norm(p=dom.q, dim=2)
-            out = torch.minimum(out, ball) if upper_side else torch.maximum(out, ball)
+            out = tighter(out, ball)
         return out + bias
     af = a.flatten(2)
     c = ((dom.xl + dom.xu) / 2).flatten(1).unsqueeze(2)
@@ -91,7 +99,7 @@ def concretize(a: "Tensor | Window", bias: Tensor, dom: Domain, upper_side: bool
     out = (af @ c).squeeze(2) + sign * (af.abs() @ r).squeeze(2)
     if dom.q is not None:
         ball = (af @ dom.x0.flatten(1).unsqueeze(2)).squeeze(2) + sign * dom.eps[:, None] * af.norm(p=dom.q, dim=2)
-        out = torch.minimum(out, ball) if upper_side else torch.maximum(out, ball)
+        out = tighter(out, ball)
     return out + bias
 
 
@@ -114,6 +122,9 @@ def _window_index(off: Tensor, size: int, extent: int) -> tuple[Tensor, Tensor]:
 
 def _mask(win: Window, shape: tuple[int, ...]) -> Window:
     """Zero the coefficients that fall outside the (C, H, W) map."""
+    if int(win.off.min()) >= 0 and int(win.off[..., 0].max()) + win.a.shape[3] <= shape[1] \
+            and int(win.off[..., 1].max()) + win.a.shape[4] <= shape[2]:
+        return win  # every window lies inside the map
     _, vh = _window_index(win.off[..., 0], win.a.shape[3], shape[1])
     _, vw = _window_index(win.off[..., 1], win.a.shape[4], shape[2])
     keep = (vh.unsqueeze(-1) & vw.unsqueeze(-2)).unsqueeze(2)  # (N, S, 1, h, w)
@@ -121,16 +132,17 @@ def _mask(win: Window, shape: tuple[int, ...]) -> Window:
 
 
 def _gather(m: Tensor, win: Window) -> Tensor:
-    """The (N, S, C, h, w) windows of the map ``m`` (N, C, H, W) at ``win``'s offsets (0 outside)."""
-    n, _, hgt, wid = m.shape
+    """The (N, S, C, h, w) windows of the map ``m`` (N, C, H, W) at ``win``'s offsets (0 outside).
+
+    All h x w patches of the zero-padded map (``unfold``), then one row pick per window."""
+    n, c, hgt, wid = m.shape
     h, w = win.a.shape[3], win.a.shape[4]
     pad = max(0, int(-win.off.min()), int((win.off[..., 0] + h - hgt).max()), int((win.off[..., 1] + w - wid).max()))
-    mp = torch.nn.functional.pad(m, (pad, pad, pad, pad))
-    ih = win.off[..., 0].unsqueeze(-1) + pad + torch.arange(h, device=m.device)  # (N, S, h)
-    iw = win.off[..., 1].unsqueeze(-1) + pad + torch.arange(w, device=m.device)
-    nn_ = torch.arange(n, device=m.device).view(n, 1, 1, 1)
-    out = mp.permute(0, 2, 3, 1)[nn_, ih.unsqueeze(-1), iw.unsqueeze(-2)]  # (N, S, h, w, C)
-    return out.permute(0, 1, 4, 2, 3)
+    patches = torch.nn.functional.unfold(torch.nn.functional.pad(m, (pad, pad, pad, pad)), (h, w))  # (N, C*h*w, L)
+    cols = wid + 2 * pad - w + 1
+    idx = (win.off[..., 0] + pad) * cols + (win.off[..., 1] + pad)  # (N, S)
+    out = patches.transpose(1, 2)[torch.arange(n, device=m.device).unsqueeze(1), idx]  # (N, S, C*h*w)
+    return out.view(n, idx.shape[1], c, h, w)
 
 
 def _to_dense(win: Window, shape: tuple[int, ...]) -> Tensor:
@@ -178,8 +190,16 @@ def _window_affine(m: nn.Module, win: Window, in_shape: tuple[int, ...]) -> tupl
             bias = win.a.new_zeros(n, s)
         st = _pair(m.stride if not isinstance(m, nn.AvgPool2d) or m.stride is not None else m.kernel_size)
         pd = _pair(m.padding)
-        a_in = torch.nn.functional.conv_transpose2d(win.a.reshape(n * s, c, h, w), weight, None, st, 0, 0,
-                                                    groups, dl)
+        if c * h * w * weight.shape[1] * groups * ((h - 1) * st[0] + dl[0] * (weight.shape[2] - 1) + 1) \
+                * ((w - 1) * st[1] + dl[1] * (weight.shape[3] - 1) + 1) <= WINDOW_MATRIX:
+            # small windows: one matmul with the transposed convolution's matrix on the window
+            # (built by applying it to the window's unit vectors) beats many tiny convolutions
+            eye = torch.eye(c * h * w, dtype=win.a.dtype, device=win.a.device).view(c * h * w, c, h, w)
+            mat = torch.nn.functional.conv_transpose2d(eye, weight, None, st, 0, 0, groups, dl)
+            a_in = (win.a.reshape(n * s, c * h * w) @ mat.flatten(1)).view(n * s, *mat.shape[1:])
+        else:
+            a_in = torch.nn.functional.conv_transpose2d(win.a.reshape(n * s, c, h, w), weight, None, st, 0, 0,
+                                                        groups, dl)
         off = win.off * torch.tensor(st, device=win.off.device) - torch.tensor(pd, device=win.off.device)
         return _mask(Window(a_in.reshape(n, s, *a_in.shape[1:]), off), in_shape), bias
     if isinstance(m, Normalize):
@@ -192,7 +212,7 @@ def _window_affine(m: nn.Module, win: Window, in_shape: tuple[int, ...]) -> tupl
 
 
 def _backsub(nodes: list[Node], start: int, a: Tensor | Window, relax: dict[int, tuple[Tensor, Tensor, Tensor]],
-             upper_side: bool, alphas: dict[int, Tensor] | None = None) -> tuple[Tensor | Window, Tensor]:
+             upper_side: bool | Tensor, alphas: dict[int, Tensor] | None = None) -> tuple[Tensor | Window, Tensor]:
     """Pull the linear function ``a`` (N, S, *shape of node start), dense or a ``Window``, back
     to the input. Returns (A at the input: (N, S, *input shape), or a ``Window`` if ``a`` was one
     and stayed smaller than the maps, bias (N, S)).
@@ -239,10 +259,16 @@ def _backsub(nodes: list[Node], start: int, a: Tensor | Window, relax: dict[int,
 
 
 def _gather_rows(dl: Tensor, win: Window) -> Tensor:
-    """Windows of per-row maps ``dl`` (N, S, C, H, W): row s of sample i from dl[i, s]."""
-    n, s = dl.shape[:2]
-    flat = Window(win.a.flatten(0, 1).unsqueeze(1), win.off.flatten(0, 1).unsqueeze(1))
-    return _gather(dl.flatten(0, 1), flat).squeeze(1).view(n, s, *win.a.shape[2:])
+    """Windows of per-row maps ``dl`` (N, S, C, H, W): row s of sample i from dl[i, s] (0 outside)."""
+    n, s, _, hgt, wid = dl.shape
+    h, w = win.a.shape[3], win.a.shape[4]
+    ih, vh = _window_index(win.off[..., 0], h, hgt)  # (N, S, h)
+    iw, vw = _window_index(win.off[..., 1], w, wid)
+    nn_ = torch.arange(n, device=dl.device).view(n, 1, 1, 1)
+    ss_ = torch.arange(s, device=dl.device).view(1, s, 1, 1)
+    out = dl.permute(0, 1, 3, 4, 2)[nn_, ss_, ih.clamp(0, hgt - 1).unsqueeze(-1), iw.clamp(0, wid - 1).unsqueeze(-2)]
+    keep = (vh.unsqueeze(-1) & vw.unsqueeze(-2)).unsqueeze(-1)
+    return (out * keep.to(out.dtype)).permute(0, 1, 4, 2, 3)  # (N, S, C, h, w)
 
 
 def _interval(node: Node, lo: list[Tensor], hi: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -303,12 +329,17 @@ def _refine(nodes: list[Node], k: int, lo: list[Tensor], hi: list[Tensor],
     for s in range(0, order.shape[1], chunk):
         cols, ok = order[:, s:s + chunk], valid[:, s:s + chunk]
         a = _identity_rows(shape, cols, ok, lk)
-        rows_n = torch.arange(n, device=lk.device)[:, None].expand(n, cols.shape[1])[ok]
-        al, bl = _backsub(nodes, k, a, relax, upper_side=False)
-        new_l[rows_n, cols[ok]] = concretize(al, bl, dom, upper_side=False)[ok]
-        del al
-        au, bu = _backsub(nodes, k, a, relax, upper_side=True)
-        new_u[rows_n, cols[ok]] = concretize(au, bu, dom, upper_side=True)[ok]
+        r = cols.shape[1]
+        rows_n = torch.arange(n, device=lk.device)[:, None].expand(n, r)[ok]
+        # lower and upper bounds in one pass: rows 0..r-1 bound from below, r..2r-1 from above
+        a = Window(torch.cat((a.a, a.a), 1), torch.cat((a.off, a.off), 1)) if isinstance(a, Window) \
+            else torch.cat((a, a), 1)
+        side = torch.arange(2 * r, device=lk.device) >= r
+        ab, bb = _backsub(nodes, k, a, relax, side)
+        val = concretize(ab, bb, dom, side)
+        del ab
+        new_l[rows_n, cols[ok]] = val[:, :r][ok]
+        new_u[rows_n, cols[ok]] = val[:, r:][ok]
     if intersect:  # both bounds are sound, so is the tighter of the two
         new_l, new_u = torch.maximum(new_l, lk), torch.minimum(new_u, hk)
     lo[k], hi[k] = new_l.view_as(lo[k]), new_u.view_as(hi[k])
