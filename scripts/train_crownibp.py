@@ -10,7 +10,8 @@ to the training eps 0.4, kappa 1 -> 0; beta (the CROWN-IBP share of the margin b
 ``--beta-end`` (a CROWN-IBP step costs about 10x an IBP step on this CPU, so the default ends
 it with the warmup: pure IBP, which Shi et al. find as good with their initialisation).
 
-Resumable: the loop checkpoints to OUT/ckpt.pt after every epoch. After every epoch this script
+Under ``torchrun --nproc_per_node P`` the loop trains data-parallel (gloo, each process a 1/P of
+every batch; rank 0 measures and writes). Resumable: the loop checkpoints to OUT/ckpt.pt after every epoch. After every epoch this script
 also measures, on the held-out slice, clean accuracy and IBP-certified accuracy at ``--eps-test``,
 saves the epoch's weights to OUT/epoch_K.safetensors, and keeps the best one (by IBP-certified
 accuracy) as OUT/model.safetensors; OUT/train.json holds the recipe, seed, times and the log.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -64,8 +66,13 @@ def main() -> None:
     ap.add_argument("--beta-end", type=float, default=None, help="default: the end of the warmup (pure IBP)")
     ap.add_argument("--val", type=int, default=2000, help="training points held out for model selection")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=None, help="train on the first LIMIT points only (smoke runs)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun: data-parallel over processes (gloo)
+    if world > 1:
+        torch.distributed.init_process_group("gloo")
+    rank = torch.distributed.get_rank() if world > 1 else 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     beta_end = args.warmup if args.beta_end is None else args.beta_end
@@ -77,6 +84,8 @@ def main() -> None:
         ibp_init(model, torch.Generator().manual_seed(args.seed))
     x, y = load("mnist", "train")
     xt, yt, xv, yv = x[:-args.val], y[:-args.val], x[-args.val:], y[-args.val:]
+    if args.limit:
+        xt, yt = xt[:args.limit], yt[:args.limit]
     log_path = out / "epochs.json"
     log: list[dict] = json.loads(log_path.read_text()) if log_path.is_file() else []
     cpu0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime
@@ -97,11 +106,16 @@ def main() -> None:
     result = train(model, (xt, yt), recipe, epochs=args.epochs, batch_size=args.batch_size, lr=lr,
                    optimizer="adam", seed=args.seed, checkpoint=out / "ckpt.pt", on_epoch=on_epoch,
                    name=args.arch)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    if rank != 0:
+        return
     best = max(log, key=lambda r: (r["val_ibp_cert"], r["epoch"]))
     (out / "model.safetensors").write_bytes((out / f"epoch_{best['epoch']}.safetensors").read_bytes())
     (out / "train.json").write_text(json.dumps({
         "recipe": {"name": "CROWNIBP", **asdict(recipe)}, "architecture": args.arch, "ibp_init": args.ibp_init,
         "seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": "Adam",
+        "processes": world, "cpu_seconds_note": "process CPU time of rank 0 only",
         "lr": lr.spec(), "held_out": f"last {args.val} training points", "best_epoch": best["epoch"],
         "train_seconds": round(result.seconds), "cpu_seconds_this_call": round(
             resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu0),

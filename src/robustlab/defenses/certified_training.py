@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustlab.certify.crown import bounds
+from robustlab.defenses.training.recipes import unwrap
 from robustlab.threats import LpBall
 
 
@@ -120,10 +121,11 @@ class IBPTraining:
         spec = torch.eye(k, device=x.device, dtype=x.dtype)[y].unsqueeze(1) - torch.eye(k, device=x.device,
                                                                                           dtype=x.dtype)
         ball = LpBall("linf", s["eps"])
+        bare = unwrap(model)  # bounds walk the bare module (DDP all-reduces the gradients anyway)
         with _batch_stats(stats):
-            lower, _ = bounds(model, x, ball, "ibp", spec, upper=False)
+            lower, _ = bounds(bare, x, ball, "ibp", spec, upper=False)
             if s["beta"] > 0:
-                crown, _ = bounds(model, x, ball, "crown-ibp", spec, upper=False)
+                crown, _ = bounds(bare, x, ball, "crown-ibp", spec, upper=False)
                 lower = s["beta"] * crown + (1 - s["beta"]) * lower
         robust = F.cross_entropy(-lower, y)
         return s["kappa"] * clean + (1 - s["kappa"]) * robust
