@@ -212,9 +212,12 @@ def _window_affine(m: nn.Module, win: Window, in_shape: tuple[int, ...]) -> tupl
 
 
 def _backsub(nodes: list[Node], start: int, a: Tensor | Window, relax: dict[int, tuple[Tensor, Tensor, Tensor]],
-             upper_side: bool | Tensor, alphas: dict[int, Tensor] | None = None) -> tuple[Tensor | Window, Tensor]:
+             upper_side: bool | Tensor, alphas: dict[int, Tensor] | None = None,
+             record: dict[int, Tensor | Window] | None = None) -> tuple[Tensor | Window, Tensor]:
     """Pull the linear function ``a`` (N, S, *shape of node start), dense or a ``Window``, back
-    to the input. Returns (A at the input: (N, S, *input shape), or a ``Window`` if ``a`` was one
+    to the input. ``alphas``: lower slopes per ReLU node, used on its unstable neurons: (N, S,
+    *shape) per row, or (N, S, C, h, w) on the rows' windows; ``record`` receives the function
+    (dense or window) reaching each ReLU node. Returns (A at the input: (N, S, *input shape), or a ``Window`` if ``a`` was one
     and stayed smaller than the maps, bias (N, S)).
 
     A window stays a window through convolutions, pooling, elementwise layers, ReLUs and
@@ -243,12 +246,22 @@ def _backsub(nodes: list[Node], start: int, a: Tensor | Window, relax: dict[int,
                 a_in, b = backward_affine(node.module, ak, in_shape)  # type: ignore[arg-type]
         else:
             du, bu, dl = relax[k]
-            if alphas is not None and k in alphas:
-                dl = alphas[k]
+            if record is not None:
+                record[k] = ak
+            al = alphas.get(k) if alphas is not None else None
             if isinstance(ak, Window):
-                # per-row slopes (N, S, *shape) give each row its own window
-                dl = _gather_rows(dl, ak) if dl.dim() == du.dim() + 1 else _gather(dl, ak)
-                w_in, b = backward_relu(ak.a, _gather(du, ak), _gather(bu, ak), dl, upper_side)
+                du, bu, dl = _gather(du, ak), _gather(bu, ak), _gather(dl, ak)
+                if al is not None:
+                    # slopes on the window itself, or per-row maps (N, S, *shape), or one map (N, *shape)
+                    al = al if al.shape[2:] == ak.a.shape[2:] else (
+                        _gather_rows(al, ak) if al.dim() == 5 else _gather(al, ak))
+            elif al is not None and al.dim() == du.dim():
+                al = al.unsqueeze(1)
+            if al is not None:  # optimised slopes on unstable neurons only (0 < du < 1)
+                shaped = (lambda t: t) if isinstance(ak, Window) else (lambda t: t.unsqueeze(1))
+                dl = torch.where(shaped((du > 0) & (du < 1)), al, shaped(dl))
+            if isinstance(ak, Window):
+                w_in, b = backward_relu(ak.a, du, bu, dl, upper_side)
                 a_in = Window(w_in, ak.off)
             else:
                 a_in, b = backward_relu(ak, du, bu, dl, upper_side)
@@ -375,17 +388,6 @@ def _relaxations(nodes: list[Node], lo: list[Tensor], hi: list[Tensor]) -> dict[
     return {k: relu_relaxation(lo[nd.inputs[0]], hi[nd.inputs[0]]) for k, nd in enumerate(nodes) if nd.kind == "relu"}
 
 
-def _slopes(alphas: dict[int, Tensor], relax: dict[int, tuple[Tensor, Tensor, Tensor]],
-            lo: list[Tensor], hi: list[Tensor], nodes: list[Node]) -> dict[int, Tensor]:
-    """Optimised lower slopes on unstable neurons, CROWN's exact ones (0 or 1) on stable ones."""
-    out = {}
-    for j, al in alphas.items():
-        i = nodes[j].inputs[0]
-        unstable = ((lo[i] < 0) & (hi[i] > 0)).unsqueeze(1)
-        out[j] = torch.where(unstable, al, relax[j][2].unsqueeze(1))
-    return out
-
-
 def _optimise_alpha(nodes: list[Node], spec: Tensor, lo0: list[Tensor], hi0: list[Tensor], dom: Domain,
                     upper_side: bool, steps: int, lr: float) -> Tensor:
     """alpha-CROWN (Xu et al. 2021): the best bound of ``spec`` over ``steps`` projected-Adam steps
@@ -405,27 +407,34 @@ def _optimise_alpha(nodes: list[Node], spec: Tensor, lo0: list[Tensor], hi0: lis
             if rows is not None:
                 starts[p] = rows
 
-    def init(count: int, before: int) -> dict[int, Tensor]:
-        return {j: relax0[j][2].unsqueeze(1).expand(-1, count, *relax0[j][2].shape[1:]).clone().requires_grad_(True)
-                for j in relus if j < before}
+    def init(start: int, rows: Tensor | Window, count: int) -> dict[int, Tensor]:
+        """CROWN's slopes, per row: on each row's window where the rows reach a ReLU as windows."""
+        seen: dict[int, Tensor | Window] = {}
+        with torch.no_grad():
+            _backsub(nodes, start, rows, relax0, False, record=seen)
+        out = {}
+        for j, f in seen.items():
+            dl = relax0[j][2]
+            out[j] = (_gather(dl, f) if isinstance(f, Window)
+                      else dl.unsqueeze(1).expand(-1, count, *dl.shape[1:])).clone().requires_grad_(True)
+        return out
 
-    out_alpha = init(spec.shape[1], len(nodes))
-    mid_alpha = {(p, side): init(starts[p][0].shape[1], p) for p in starts for side in (False, True)}
+    n = spec.shape[0]
+    out_alpha = init(len(nodes) - 1, spec, spec.shape[1])
+    mid_rows = {p: _identity_rows(nodes[p].shape, order, valid, lo0[p]) for p, (order, valid) in starts.items()}
+    mid_alpha = {(p, side): init(p, mid_rows[p], starts[p][0].shape[1]) for p in starts for side in (False, True)}
     params = list(out_alpha.values()) + [t for d in mid_alpha.values() for t in d.values()]
     opt = torch.optim.Adam(params, lr=lr)
     best = None
-    n = spec.shape[0]
     for step in range(steps + 1):
         lo, hi = list(lo0), list(hi0)
         relax: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
         for k, nd in enumerate(nodes):
             if k in starts:
                 order, valid = starts[k]
-                rows = _identity_rows(nd.shape, order, valid, lo0[k])
                 rows_n = torch.arange(n, device=order.device)[:, None].expand_as(order)[valid]
                 for side in (False, True):
-                    al = _slopes(mid_alpha[(k, side)], relax, lo, hi, nodes)
-                    a, b = _backsub(nodes, k, rows, relax, side, al)
+                    a, b = _backsub(nodes, k, mid_rows[k], relax, side, mid_alpha[(k, side)])
                     val = concretize(a, b, dom, side)
                     base = (hi0 if side else lo0)[k].flatten(1)
                     new = base.clone()
@@ -435,7 +444,7 @@ def _optimise_alpha(nodes: list[Node], spec: Tensor, lo0: list[Tensor], hi0: lis
             if nd.kind == "relu":
                 i = nd.inputs[0]
                 relax[k] = relu_relaxation(lo[i], hi[i]) if i in starts else relax0[k]
-        a, b = _backsub(nodes, len(nodes) - 1, spec, relax, upper_side, _slopes(out_alpha, relax, lo, hi, nodes))
+        a, b = _backsub(nodes, len(nodes) - 1, spec, relax, upper_side, out_alpha)
         val = concretize(a, b, dom, upper_side)
         with torch.no_grad():
             best = val.detach().clone() if best is None else (torch.minimum if upper_side else torch.maximum)(best, val)
