@@ -44,6 +44,7 @@ from robustlab.threats import check_lp
 METHODS = ("ibp", "crown-ibp", "crown", "alpha-crown")
 ELEMENTWISE = (nn.Flatten, Normalize, nn.BatchNorm2d)
 WINDOWED = (nn.Conv2d, nn.AvgPool2d, Normalize, nn.BatchNorm2d)  # layers a Window passes through
+WINDOWS = True  # intermediate rows on conv maps start as windows (False: dense rows, for tests)
 WINDOW_MATRIX = 2 ** 22  # largest window-to-window conv matrix (floats) applied as one matmul
 MAX_ELEMENTS = 2 ** 25  # floats in one back-substitution coefficient tensor (128 MiB)
 
@@ -311,7 +312,7 @@ def _identity_rows(shape: tuple[int, ...], cols: Tensor, ok: Tensor, like: Tenso
     """Rows e_col (N, R, *shape) selecting neuron ``cols`` of a node (zero rows where not ``ok``);
     on a conv map each row is a 1x1 ``Window`` at its neuron."""
     n, r = cols.shape
-    if len(shape) == 3:
+    if len(shape) == 3 and WINDOWS:
         hw = shape[1] * shape[2]
         win = Window(like.new_zeros(n, r, shape[0], 1, 1), torch.stack((cols % hw // shape[2], cols % shape[2]), -1))
         win.a.view(n, r, shape[0]).scatter_(2, (cols // hw).unsqueeze(2), ok.unsqueeze(2).to(like.dtype))
@@ -389,20 +390,21 @@ def _relaxations(nodes: list[Node], lo: list[Tensor], hi: list[Tensor]) -> dict[
 
 
 def _optimise_alpha(nodes: list[Node], spec: Tensor, lo0: list[Tensor], hi0: list[Tensor], dom: Domain,
-                    upper_side: bool, steps: int, lr: float) -> Tensor:
+                    upper_side: bool, steps: int, lr: float, intermediate: bool = True) -> Tensor:
     """alpha-CROWN (Xu et al. 2021): the best bound of ``spec`` over ``steps`` projected-Adam steps
     on the lower ReLU slopes of every ReLU layer.
 
     Slopes are separate for the spec rows and, for every intermediate layer whose bounds depend
     on earlier ReLUs, for each of its unstable neurons (rows) and bound side; those layers'
     bounds are recomputed with their slopes at every step (kept no looser than ``lo0``/``hi0``,
-    the CROWN bounds), so their ReLU relaxations tighten along with the output bound."""
+    the CROWN bounds), so their ReLU relaxations tighten along with the output bound.
+    ``intermediate=False`` optimises the output's slopes only (intermediate bounds fixed)."""
     relus = [k for k, nd in enumerate(nodes) if nd.kind == "relu"]
     pre = {nodes[k].inputs[0] for k in relus}
     relax0 = _relaxations(nodes, lo0, hi0)
     starts: dict[int, tuple[Tensor, Tensor]] = {}
     for p in sorted(pre):
-        if relus and p > relus[0]:
+        if intermediate and relus and p > relus[0]:
             rows = _unstable_rows(lo0[p].flatten(1), hi0[p].flatten(1))
             if rows is not None:
                 starts[p] = rows
@@ -460,7 +462,8 @@ def _optimise_alpha(nodes: list[Node], spec: Tensor, lo0: list[Tensor], hi0: lis
 
 
 def bounds(model: nn.Module, x: Tensor, threat: object, method: str = "crown", spec: Tensor | None = None,
-           *, alpha_steps: int = 20, alpha_lr: float = 0.1, lower: bool = True, upper: bool = True,
+           *, alpha_steps: int = 20, alpha_lr: float = 0.1, alpha_intermediate: bool = True,
+           lower: bool = True, upper: bool = True,
            max_elements: int = MAX_ELEMENTS, intersect_ibp: bool = False) -> tuple[Tensor | None, Tensor | None]:
     """Lower and upper bounds of ``spec @ model(z)`` over the threat set around each x[i].
 
@@ -472,6 +475,8 @@ def bounds(model: nn.Module, x: Tensor, threat: object, method: str = "crown", s
         spec: (S, K) or (N, S, K) rows of linear functions of the K logits (e.g. margins
             e_y - e_j); None bounds the logits themselves (S = K).
         alpha_steps, alpha_lr: alpha-CROWN's optimisation (ignored by other methods).
+        alpha_intermediate: alpha-CROWN also optimises the slopes behind every intermediate
+            layer's bounds (tighter, slower); False: the output's slopes only.
         lower, upper: which sides to compute (the other is returned as None).
         max_elements: cap on the floats of one back-substitution coefficient tensor.
         intersect_ibp: keep, neuron by neuron, the tighter of the CROWN and IBP intermediate
@@ -511,7 +516,7 @@ def bounds(model: nn.Module, x: Tensor, threat: object, method: str = "crown", s
         elif method == "alpha-crown":
             with torch.enable_grad():
                 out.append(_optimise_alpha(nodes, spec_t.detach(), [t.detach() for t in lo], [t.detach() for t in hi],
-                                           dom, side, alpha_steps, alpha_lr))
+                                           dom, side, alpha_steps, alpha_lr, alpha_intermediate))
         else:
             a, b = _backsub(nodes, len(nodes) - 1, spec_t, relax, side)
             out.append(concretize(a, b, dom, side))
