@@ -54,9 +54,14 @@ def mlp() -> nn.Module:
                          nn.Linear(100, 10)).eval()
 
 
-def nets(crownibp_path: str | None) -> list[tuple[str, nn.Module, float]]:
-    out = [("mlp-random", mlp(), 0.02), ("residual-random", residual_net(), 0.02),
-           ("mnist-cnn (0.84M, standard)", rl.models.load("mnist-cnn"), 0.02)]
+def nets(crownibp_path: str | None, only: str | None) -> list[tuple[str, nn.Module, float]]:
+    def want(name: str) -> bool:
+        return not only or any(s in name for s in only.split(","))
+    out = [(n, f(), e) for n, f, e in (("mlp-random", mlp, 0.02), ("residual-random", residual_net, 0.02),
+                                       ("mnist-cnn (0.84M, standard)", lambda: rl.models.load("mnist-cnn"), 0.02))
+           if want(n)]
+    if not want("mnist-cnn-crownibp"):
+        return out
     if crownibp_path:
         from safetensors.torch import load_file
 
@@ -103,7 +108,7 @@ def main() -> None:
     torch.set_num_threads(1)
     x, y = rl.data.load("mnist", "test", n=args.n)
     rows = []
-    for name, net, eps in nets(args.crownibp):
+    for name, net, eps in nets(args.crownibp, args.nets):
         if args.nets and not any(s in name for s in args.nets.split(",")):
             continue
         spec = margin_spec(y, 10)

@@ -26,8 +26,7 @@ ZOO: dict[str, ZooEntry] = {
     for e in [
         ZooEntry("mnist-cnn", "mnist_cnn", "mnist", "standard training (no defense)"),
         ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
-        ZooEntry("mnist-cnn-crownibp", "mnist_cnn_bn", "mnist",
-                 "certified training (CROWN-IBP recipe, IBP init + BatchNorm), Linf eps 0.4",
+        ZooEntry("mnist-cnn-crownibp", "mnist_cnn_small", "mnist", "CROWN-IBP certified training, Linf eps 0.4",
                  loader="robustlab.models.certified:load_certified", threat="linf:0.3"),
         ZooEntry("mnist-cnn-crownibp-0.1", "mnist_cnn_bn", "mnist",
                  "certified training (CROWN-IBP recipe, IBP init + BatchNorm), Linf eps 0.2",
