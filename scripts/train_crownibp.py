@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--beta-end", type=float, default=None, help="default: the end of the warmup (pure IBP)")
     ap.add_argument("--val", type=int, default=2000, help="training points held out for model selection")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None, help="start from these weights (a second stage; no IBP init)")
     ap.add_argument("--limit", type=int, default=None, help="train on the first LIMIT points only (smoke runs)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -80,7 +81,10 @@ def main() -> None:
                       kappa_end=args.kappa_end, beta_end=beta_end)
     torch.manual_seed(args.seed)
     model = ARCHITECTURES[args.arch]()
-    if args.ibp_init:
+    if args.init:
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(args.init))
+    elif args.ibp_init:
         ibp_init(model, torch.Generator().manual_seed(args.seed))
     x, y = load("mnist", "train")
     xt, yt, xv, yv = x[:-args.val], y[:-args.val], x[-args.val:], y[-args.val:]
@@ -113,7 +117,8 @@ def main() -> None:
     best = max(log, key=lambda r: (r["val_ibp_cert"], r["epoch"]))
     (out / "model.safetensors").write_bytes((out / f"epoch_{best['epoch']}.safetensors").read_bytes())
     (out / "train.json").write_text(json.dumps({
-        "recipe": {"name": "CROWNIBP", **asdict(recipe)}, "architecture": args.arch, "ibp_init": args.ibp_init,
+        "recipe": {"name": "CROWNIBP", **asdict(recipe)}, "architecture": args.arch, "ibp_init": args.ibp_init and not args.init,
+        "init": args.init,
         "seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": "Adam",
         "processes": world, "cpu_seconds_note": "process CPU time of rank 0 only",
         "lr": lr.spec(), "held_out": f"last {args.val} training points", "best_epoch": best["epoch"],
