@@ -25,14 +25,15 @@ from safetensors.torch import load_file
 
 import robustlab as rl
 from robustlab.certify import CROWN, IBP, AlphaCROWN
-from robustlab.models.certified import mnist_cnn_small
+from robustlab.models.certified import ARCHITECTURES
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "robustlab" / "models" / "weights"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run", default="/work/runs_bounds/crownibp")
+    ap.add_argument("--run", default="/work/runs_bounds/crownibp_bn8")
+    ap.add_argument("--arch", default="mnist_cnn_bn", choices=sorted(ARCHITECTURES))
     ap.add_argument("--name", default="mnist-cnn-crownibp")
     ap.add_argument("--eps", type=float, nargs="+", default=[0.3, 0.1])
     ap.add_argument("--n", type=int, default=1000)
@@ -46,7 +47,7 @@ def main() -> None:
     run = Path(args.run)
     if args.card:
         return write_card(run, args.name)
-    model = mnist_cnn_small()
+    model = ARCHITECTURES[args.arch]()
     model.load_state_dict(load_file(str(run / "model.safetensors")))
     model.eval()
     xt, yt = rl.data.load("mnist", "test")
@@ -81,11 +82,15 @@ def write_card(run: Path, name: str) -> None:
     for f in sorted(run.glob("figures-*.json")):
         figures.update(json.loads(f.read_text()))
     train = json.loads((run / "train.json").read_text())
-    card = {"name": name, "architecture": "mnist_cnn_small (robustlab.models.certified)",
-            "dataset": "mnist (60k train / 10k test)", "defense": "CROWN-IBP certified training (Zhang et al. 2020)",
+    arch = train.get("architecture", "mnist_cnn_small")
+    card = {"name": name, "architecture": f"{arch} (robustlab.models.certified)",
+            "dataset": "mnist (60k train, the last 2000 held out for model selection / 10k test)",
+            "defense": "CROWN-IBP recipe (Zhang et al. 2020) with BatchNorm and IBP initialisation (Shi et al. 2021)",
             "script": "scripts/train_crownibp.py " + " ".join(train.get("argv", [])),
             "eval_script": "scripts/eval_crownibp.py", "seed": train["seed"], "train_seconds": train["train_seconds"],
-            "training": {k: v for k, v in train.items() if k not in ("log", "train_seconds", "seed", "argv")},
+            "train_cpu_seconds_rank0": train.get("cpu_seconds_this_call"),
+            "training": {k: v for k, v in train.items()
+                         if k not in ("log", "train_seconds", "seed", "argv", "cpu_seconds_this_call")},
             "epoch_log": train["log"], "measured": figures, "torch": torch.__version__,
             "platform": platform.platform(), "threads": 1}
     shutil.copyfile(run / "model.safetensors", WEIGHTS / f"{name}.safetensors")

@@ -83,17 +83,20 @@ class CROWN:
 
 @dataclass(frozen=True)
 class AlphaCROWN:
-    """alpha-CROWN certifier: CROWN with the ReLU lower slopes optimised per margin.
+    """alpha-CROWN certifier: CROWN with the lower slopes of every ReLU layer optimised per margin
+    (and per intermediate neuron for the intermediate layers' bounds).
 
     Args:
         steps: projected-Adam steps on the slopes (0 is CROWN).
         lr: Adam learning rate of the slopes (slopes live in [0, 1]).
-        batch_size, max_elements: as ``CROWN``.
+        batch_size: points bounded at once (default 8: every intermediate layer keeps per-neuron
+            slopes, so memory grows faster with it than CROWN's).
+        max_elements: as ``CROWN``.
     """
 
     steps: int = 20
     lr: float = 0.1
-    batch_size: int = 32
+    batch_size: int = 8
     max_elements: int = MAX_ELEMENTS
     name: str = "alpha-crown"
 

@@ -30,6 +30,9 @@ from torch import Tensor, nn
 
 from robustlab.certify.graph import Node, build_graph
 from robustlab.certify.ops import (
+    _bn_affine,
+    _pair,
+    _pool_weight,
     backward_affine,
     backward_relu,
     interval_affine,
@@ -40,6 +43,9 @@ from robustlab.threats import check_lp
 
 METHODS = ("ibp", "crown-ibp", "crown", "alpha-crown")
 ELEMENTWISE = (nn.Flatten, Normalize, nn.BatchNorm2d)
+WINDOWED = (nn.Conv2d, nn.AvgPool2d, Normalize, nn.BatchNorm2d)  # layers a Window passes through
+WINDOWS = True  # intermediate rows on conv maps start as windows (False: dense rows, for tests)
+WINDOW_MATRIX = 2 ** 22  # largest window-to-window conv matrix (floats) applied as one matmul
 MAX_ELEMENTS = 2 ** 25  # floats in one back-substitution coefficient tensor (128 MiB)
 
 
@@ -66,48 +72,217 @@ def input_domain(x: Tensor, threat: object) -> Domain:
     return Domain(xl, xu, x, eps, q)
 
 
-def concretize(a: Tensor, bias: Tensor, dom: Domain, upper_side: bool) -> Tensor:
-    """min (or max) over the input set of a . z + bias, for a (N, S, *in shape): (N, S).
+def concretize(a: "Tensor | Window", bias: Tensor, dom: Domain, upper_side: bool | Tensor) -> Tensor:
+    """min (or max) over the input set of a . z + bias, for a (N, S, *in shape) or a ``Window``
+    on the input map: (N, S). ``upper_side``: max (True) or min (False), or an (S,) bool tensor
+    choosing per row.
 
     Box: a . centre -+ |a| . radius. Lp ball (p < inf): a . x0 -+ eps ||a||_q; the set is inside
     both, so the tighter of the two is sound."""
+    per_row = isinstance(upper_side, Tensor)
+    sign = (upper_side.to(bias.dtype) * 2 - 1) if per_row else (1.0 if upper_side else -1.0)
+
+    def tighter(out: Tensor, ball: Tensor) -> Tensor:
+        if per_row:
+            return torch.where(upper_side, torch.minimum(out, ball), torch.maximum(out, ball))
+        return torch.minimum(out, ball) if upper_side else torch.maximum(out, ball)
+    if isinstance(a, Window):  # coefficients outside the window are zero: sum over it only
+        c, r = _gather((dom.xl + dom.xu) / 2, a), _gather((dom.xu - dom.xl) / 2, a)
+        out = (a.a * c).sum((2, 3, 4)) + sign * (a.a.abs() * r).sum((2, 3, 4))
+        if dom.q is not None:
+            af = a.a.flatten(2)
+            ball = (a.a * _gather(dom.x0, a)).sum((2, 3, 4)) + sign * dom.eps[:, None] * af.norm(p=dom.q, dim=2)
+            out = tighter(out, ball)
+        return out + bias
     af = a.flatten(2)
     c = ((dom.xl + dom.xu) / 2).flatten(1).unsqueeze(2)
     r = ((dom.xu - dom.xl) / 2).flatten(1).unsqueeze(2)
-    sign = 1.0 if upper_side else -1.0
     out = (af @ c).squeeze(2) + sign * (af.abs() @ r).squeeze(2)
     if dom.q is not None:
         ball = (af @ dom.x0.flatten(1).unsqueeze(2)).squeeze(2) + sign * dom.eps[:, None] * af.norm(p=dom.q, dim=2)
-        out = torch.minimum(out, ball) if upper_side else torch.maximum(out, ball)
+        out = tighter(out, ball)
     return out + bias
 
 
-def _backsub(nodes: list[Node], start: int, a: Tensor, relax: dict[int, tuple[Tensor, Tensor, Tensor]],
-             upper_side: bool, alphas: dict[int, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-    """Pull the linear function ``a`` (N, S, *shape of node start) back to the input.
-    Returns (A at the input (N, S, *input shape), bias (N, S))."""
-    pending: dict[int, Tensor] = {start: a}
-    bias = a.new_zeros(a.shape[:2])
+@dataclass
+class Window:
+    """A back-substituted linear function kept as a local patch (auto_LiRPA's "patches" idea):
+    ``a`` (N, S, C, h, w) holds the coefficients on the h x w window of a (C, H, W) map whose
+    top-left corner is at ``off`` (N, S, 2) in map coordinates (may be negative). Coefficients
+    outside the map are kept at exactly zero, so sums over the window are sums over the map."""
+
+    a: Tensor
+    off: Tensor
+
+
+def _window_index(off: Tensor, size: int, extent: int) -> tuple[Tensor, Tensor]:
+    """Map coordinates (N, S, size) of a window's rows or columns and whether each is inside [0, extent)."""
+    idx = off.unsqueeze(-1) + torch.arange(size, device=off.device)
+    return idx, (idx >= 0) & (idx < extent)
+
+
+def _mask(win: Window, shape: tuple[int, ...]) -> Window:
+    """Zero the coefficients that fall outside the (C, H, W) map."""
+    if int(win.off.min()) >= 0 and int(win.off[..., 0].max()) + win.a.shape[3] <= shape[1] \
+            and int(win.off[..., 1].max()) + win.a.shape[4] <= shape[2]:
+        return win  # every window lies inside the map
+    _, vh = _window_index(win.off[..., 0], win.a.shape[3], shape[1])
+    _, vw = _window_index(win.off[..., 1], win.a.shape[4], shape[2])
+    keep = (vh.unsqueeze(-1) & vw.unsqueeze(-2)).unsqueeze(2)  # (N, S, 1, h, w)
+    return Window(win.a * keep.to(win.a.dtype), win.off)
+
+
+def _gather(m: Tensor, win: Window) -> Tensor:
+    """The (N, S, C, h, w) windows of the map ``m`` (N, C, H, W) at ``win``'s offsets (0 outside).
+
+    All h x w patches of the zero-padded map (``unfold``), then one row pick per window."""
+    n, c, hgt, wid = m.shape
+    h, w = win.a.shape[3], win.a.shape[4]
+    pad = max(0, int(-win.off.min()), int((win.off[..., 0] + h - hgt).max()), int((win.off[..., 1] + w - wid).max()))
+    patches = torch.nn.functional.unfold(torch.nn.functional.pad(m, (pad, pad, pad, pad)), (h, w))  # (N, C*h*w, L)
+    cols = wid + 2 * pad - w + 1
+    idx = (win.off[..., 0] + pad) * cols + (win.off[..., 1] + pad)  # (N, S)
+    out = patches.transpose(1, 2)[torch.arange(n, device=m.device).unsqueeze(1), idx]  # (N, S, C*h*w)
+    return out.view(n, idx.shape[1], c, h, w)
+
+
+def _to_dense(win: Window, shape: tuple[int, ...]) -> Tensor:
+    """The window written into the full (C, H, W) map: (N, S, C, H, W)."""
+    n, s, c, h, w = win.a.shape
+    ih, vh = _window_index(-win.off[..., 0], shape[1], h)  # window row of each map row
+    iw, vw = _window_index(-win.off[..., 1], shape[2], w)
+    a = win.a.permute(0, 1, 3, 4, 2)  # (N, S, h, w, C)
+    nn_ = torch.arange(n, device=a.device).view(n, 1, 1, 1)
+    ss_ = torch.arange(s, device=a.device).view(1, s, 1, 1)
+    out = a[nn_, ss_, ih.clamp(0, h - 1).unsqueeze(-1), iw.clamp(0, w - 1).unsqueeze(-2)]  # (N, S, H, W, C)
+    keep = (vh.unsqueeze(-1) & vw.unsqueeze(-2)).unsqueeze(-1)
+    return (out * keep.to(out.dtype)).permute(0, 1, 4, 2, 3)
+
+
+def _add(x: Tensor | Window, y: Tensor | Window, shape: tuple[int, ...]) -> Tensor | Window:
+    """Sum of two linear functions of the same node, dense or windowed."""
+    if isinstance(x, Window) and isinstance(y, Window):
+        lo = torch.minimum(x.off, y.off)
+        hi = torch.maximum(x.off + torch.tensor(x.a.shape[3:], device=x.off.device),
+                           y.off + torch.tensor(y.a.shape[3:], device=y.off.device))
+        size = hi - lo
+        if bool((size == size[0, 0]).all()) and bool((x.off - lo == (x.off - lo)[0, 0]).all()) \
+                and bool((y.off - lo == (y.off - lo)[0, 0]).all()):
+            h, w = int(size[0, 0, 0]), int(size[0, 0, 1])
+
+            def place(v: Window) -> Tensor:
+                t, left = [int(u) for u in (v.off - lo)[0, 0]]
+                return torch.nn.functional.pad(v.a, (left, w - left - v.a.shape[4], t, h - t - v.a.shape[3]))
+            return Window(place(x) + place(y), lo)
+    xd = _to_dense(x, shape) if isinstance(x, Window) else x
+    yd = _to_dense(y, shape) if isinstance(y, Window) else y
+    return xd + yd
+
+
+def _window_affine(m: nn.Module, win: Window, in_shape: tuple[int, ...]) -> tuple[Window, Tensor]:
+    """``backward_affine`` for a windowed function: (window at the layer's input, bias (N, S))."""
+    n, s, c, h, w = win.a.shape
+    if isinstance(m, (nn.Conv2d, nn.AvgPool2d)):
+        if isinstance(m, nn.Conv2d):
+            weight, groups, dl = m.weight, m.groups, _pair(m.dilation)
+            bias = (win.a.sum((3, 4)) @ m.bias) if m.bias is not None else win.a.new_zeros(n, s)
+        else:
+            weight, groups, dl = _pool_weight(m, c, win.a), c, (1, 1)
+            bias = win.a.new_zeros(n, s)
+        st = _pair(m.stride if not isinstance(m, nn.AvgPool2d) or m.stride is not None else m.kernel_size)
+        pd = _pair(m.padding)
+        if c * h * w * weight.shape[1] * groups * ((h - 1) * st[0] + dl[0] * (weight.shape[2] - 1) + 1) \
+                * ((w - 1) * st[1] + dl[1] * (weight.shape[3] - 1) + 1) <= WINDOW_MATRIX:
+            # small windows: one matmul with the transposed convolution's matrix on the window
+            # (built by applying it to the window's unit vectors) beats many tiny convolutions
+            eye = torch.eye(c * h * w, dtype=win.a.dtype, device=win.a.device).view(c * h * w, c, h, w)
+            mat = torch.nn.functional.conv_transpose2d(eye, weight, None, st, 0, 0, groups, dl)
+            a_in = (win.a.reshape(n * s, c * h * w) @ mat.flatten(1)).view(n * s, *mat.shape[1:])
+        else:
+            a_in = torch.nn.functional.conv_transpose2d(win.a.reshape(n * s, c, h, w), weight, None, st, 0, 0,
+                                                        groups, dl)
+        off = win.off * torch.tensor(st, device=win.off.device) - torch.tensor(pd, device=win.off.device)
+        return _mask(Window(a_in.reshape(n, s, *a_in.shape[1:]), off), in_shape), bias
+    if isinstance(m, Normalize):
+        inv = (1.0 / m.std).view(-1, 1, 1)
+        return Window(win.a * inv, win.off), -(win.a.sum((3, 4)) @ (m.mean / m.std).flatten())
+    if isinstance(m, nn.BatchNorm2d):
+        scale, shift = _bn_affine(m)
+        return Window(win.a * scale.view(-1, 1, 1), win.off), win.a.sum((3, 4)) @ shift
+    raise ValueError(f"m: no windowed backward rule for {type(m).__name__}")
+
+
+def _backsub(nodes: list[Node], start: int, a: Tensor | Window, relax: dict[int, tuple[Tensor, Tensor, Tensor]],
+             upper_side: bool | Tensor, alphas: dict[int, Tensor] | None = None,
+             record: dict[int, Tensor | Window] | None = None) -> tuple[Tensor | Window, Tensor]:
+    """Pull the linear function ``a`` (N, S, *shape of node start), dense or a ``Window``, back
+    to the input. ``alphas``: lower slopes per ReLU node, used on its unstable neurons: (N, S,
+    *shape) per row, or (N, S, C, h, w) on the rows' windows; ``record`` receives the function
+    (dense or window) reaching each ReLU node. Returns (A at the input: (N, S, *input shape), or a ``Window`` if ``a`` was one
+    and stayed smaller than the maps, bias (N, S)).
+
+    A window stays a window through convolutions, pooling, elementwise layers, ReLUs and
+    additions while it is smaller than its map, and becomes dense after that."""
+    pending: dict[int, Tensor | Window] = {start: a}
+    first = a.a if isinstance(a, Window) else a
+    bias = first.new_zeros(first.shape[:2])
     for k in range(start, 0, -1):
         ak = pending.pop(k, None)
         if ak is None:
             continue
         node = nodes[k]
+        if isinstance(ak, Window) and ak.a.shape[3] * ak.a.shape[4] >= node.shape[1] * node.shape[2]:
+            ak = _to_dense(ak, node.shape)
         if node.kind == "add":
             for i in node.inputs:
-                pending[i] = pending[i] + ak if i in pending else ak
+                pending[i] = _add(pending[i], ak, nodes[i].shape) if i in pending else ak
             continue
+        in_shape = nodes[node.inputs[0]].shape
         if node.kind == "affine":
-            a_in, b = backward_affine(node.module, ak, nodes[node.inputs[0]].shape)  # type: ignore[arg-type]
+            if isinstance(ak, Window) and isinstance(node.module, WINDOWED):
+                a_in, b = _window_affine(node.module, ak, in_shape)
+            else:
+                if isinstance(ak, Window):
+                    ak = _to_dense(ak, node.shape)
+                a_in, b = backward_affine(node.module, ak, in_shape)  # type: ignore[arg-type]
         else:
             du, bu, dl = relax[k]
-            if alphas is not None and k in alphas:
-                dl = alphas[k]
-            a_in, b = backward_relu(ak, du, bu, dl, upper_side)
+            if record is not None:
+                record[k] = ak
+            al = alphas.get(k) if alphas is not None else None
+            if isinstance(ak, Window):
+                du, bu, dl = _gather(du, ak), _gather(bu, ak), _gather(dl, ak)
+                if al is not None:
+                    # slopes on the window itself, or per-row maps (N, S, *shape), or one map (N, *shape)
+                    al = al if al.shape[2:] == ak.a.shape[2:] else (
+                        _gather_rows(al, ak) if al.dim() == 5 else _gather(al, ak))
+            elif al is not None and al.dim() == du.dim():
+                al = al.unsqueeze(1)
+            if al is not None:  # optimised slopes on unstable neurons only (0 < du < 1)
+                shaped = (lambda t: t) if isinstance(ak, Window) else (lambda t: t.unsqueeze(1))
+                dl = torch.where(shaped((du > 0) & (du < 1)), al, shaped(dl))
+            if isinstance(ak, Window):
+                w_in, b = backward_relu(ak.a, du, bu, dl, upper_side)
+                a_in = Window(w_in, ak.off)
+            else:
+                a_in, b = backward_relu(ak, du, bu, dl, upper_side)
         bias = bias + b
         i = node.inputs[0]
-        pending[i] = pending[i] + a_in if i in pending else a_in
+        pending[i] = _add(pending[i], a_in, in_shape) if i in pending else a_in
     return pending[0], bias
+
+
+def _gather_rows(dl: Tensor, win: Window) -> Tensor:
+    """Windows of per-row maps ``dl`` (N, S, C, H, W): row s of sample i from dl[i, s] (0 outside)."""
+    n, s, _, hgt, wid = dl.shape
+    h, w = win.a.shape[3], win.a.shape[4]
+    ih, vh = _window_index(win.off[..., 0], h, hgt)  # (N, S, h)
+    iw, vw = _window_index(win.off[..., 1], w, wid)
+    nn_ = torch.arange(n, device=dl.device).view(n, 1, 1, 1)
+    ss_ = torch.arange(s, device=dl.device).view(1, s, 1, 1)
+    out = dl.permute(0, 1, 3, 4, 2)[nn_, ss_, ih.clamp(0, hgt - 1).unsqueeze(-1), iw.clamp(0, wid - 1).unsqueeze(-2)]
+    keep = (vh.unsqueeze(-1) & vw.unsqueeze(-2)).unsqueeze(-1)
+    return (out * keep.to(out.dtype)).permute(0, 1, 4, 2, 3)  # (N, S, C, h, w)
 
 
 def _interval(node: Node, lo: list[Tensor], hi: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -121,6 +296,32 @@ def _interval(node: Node, lo: list[Tensor], hi: list[Tensor]) -> tuple[Tensor, T
     return c - r, c + r
 
 
+def _unstable_rows(lk: Tensor, hk: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Per sample, the flat indices of the neurons with lk < 0 < hk (N, R), unstable first and
+    padded to the largest count R in the batch, and which entries are real (N, R); None if none."""
+    unstable = (lk < 0) & (hk > 0)
+    counts = unstable.sum(1)
+    r_max = int(counts.max()) if lk.shape[0] else 0
+    if r_max == 0:
+        return None
+    order = torch.argsort((~unstable).to(torch.int8), dim=1, stable=True)[:, :r_max]
+    return order, torch.arange(r_max, device=lk.device)[None, :] < counts[:, None]
+
+
+def _identity_rows(shape: tuple[int, ...], cols: Tensor, ok: Tensor, like: Tensor) -> Tensor | Window:
+    """Rows e_col (N, R, *shape) selecting neuron ``cols`` of a node (zero rows where not ``ok``);
+    on a conv map each row is a 1x1 ``Window`` at its neuron."""
+    n, r = cols.shape
+    if len(shape) == 3 and WINDOWS:
+        hw = shape[1] * shape[2]
+        win = Window(like.new_zeros(n, r, shape[0], 1, 1), torch.stack((cols % hw // shape[2], cols % shape[2]), -1))
+        win.a.view(n, r, shape[0]).scatter_(2, (cols // hw).unsqueeze(2), ok.unsqueeze(2).to(like.dtype))
+        return win
+    a = like.new_zeros(n, r, int(torch.tensor(shape).prod()))
+    a.scatter_(2, cols.unsqueeze(2), ok.unsqueeze(2).to(like.dtype))
+    return a.view(n, r, *shape)
+
+
 def _refine(nodes: list[Node], k: int, lo: list[Tensor], hi: list[Tensor],
             relax: dict[int, tuple[Tensor, Tensor, Tensor]], dom: Domain, max_elements: int,
             intersect: bool = False) -> None:
@@ -131,29 +332,28 @@ def _refine(nodes: list[Node], k: int, lo: list[Tensor], hi: list[Tensor],
     ``max_elements`` floats."""
     n = lo[k].shape[0]
     lk, hk = lo[k].flatten(1), hi[k].flatten(1)
-    unstable = (lk < 0) & (hk > 0)
-    counts = unstable.sum(1)
-    r_max = int(counts.max()) if n else 0
-    if r_max == 0:
+    rows = _unstable_rows(lk, hk)
+    if rows is None:
         return
-    order = torch.argsort((~unstable).to(torch.int8), dim=1, stable=True)[:, :r_max]  # (N, R) unstable first
-    valid = torch.arange(r_max, device=lk.device)[None, :] < counts[:, None]
+    order, valid = rows
     shape = nodes[k].shape
     width = n * max(int(torch.tensor(nd.shape).prod()) for nd in nodes[: k + 1])
     chunk = max(1, max_elements // width)
     new_l, new_u = lk.clone(), hk.clone()
-    for s in range(0, r_max, chunk):
+    for s in range(0, order.shape[1], chunk):
         cols, ok = order[:, s:s + chunk], valid[:, s:s + chunk]
+        a = _identity_rows(shape, cols, ok, lk)
         r = cols.shape[1]
-        a = lk.new_zeros(n, r, lk.shape[1])
-        a.scatter_(2, cols.unsqueeze(2), ok.unsqueeze(2).to(lk.dtype))
-        a = a.view(n, r, *shape)
         rows_n = torch.arange(n, device=lk.device)[:, None].expand(n, r)[ok]
-        al, bl = _backsub(nodes, k, a, relax, upper_side=False)
-        new_l[rows_n, cols[ok]] = concretize(al, bl, dom, upper_side=False)[ok]
-        del al
-        au, bu = _backsub(nodes, k, a, relax, upper_side=True)
-        new_u[rows_n, cols[ok]] = concretize(au, bu, dom, upper_side=True)[ok]
+        # lower and upper bounds in one pass: rows 0..r-1 bound from below, r..2r-1 from above
+        a = Window(torch.cat((a.a, a.a), 1), torch.cat((a.off, a.off), 1)) if isinstance(a, Window) \
+            else torch.cat((a, a), 1)
+        side = torch.arange(2 * r, device=lk.device) >= r
+        ab, bb = _backsub(nodes, k, a, relax, side)
+        val = concretize(ab, bb, dom, side)
+        del ab
+        new_l[rows_n, cols[ok]] = val[:, :r][ok]
+        new_u[rows_n, cols[ok]] = val[:, r:][ok]
     if intersect:  # both bounds are sound, so is the tighter of the two
         new_l, new_u = torch.maximum(new_l, lk), torch.minimum(new_u, hk)
     lo[k], hi[k] = new_l.view_as(lo[k]), new_u.view_as(hi[k])
@@ -189,32 +389,81 @@ def _relaxations(nodes: list[Node], lo: list[Tensor], hi: list[Tensor]) -> dict[
     return {k: relu_relaxation(lo[nd.inputs[0]], hi[nd.inputs[0]]) for k, nd in enumerate(nodes) if nd.kind == "relu"}
 
 
-def _optimise_alpha(nodes: list[Node], spec: Tensor, relax: dict[int, tuple[Tensor, Tensor, Tensor]], dom: Domain,
-                    upper_side: bool, steps: int, lr: float) -> Tensor:
-    """Best bound over ``steps`` projected-Adam steps on the lower ReLU slopes (one set per spec row)."""
-    s = spec.shape[1]
-    alphas = {k: dl.detach().unsqueeze(1).expand(-1, s, *dl.shape[1:]).clone().requires_grad_(True)
-              for k, (_, _, dl) in relax.items()}
-    opt = torch.optim.Adam(list(alphas.values()), lr=lr)
+def _optimise_alpha(nodes: list[Node], spec: Tensor, lo0: list[Tensor], hi0: list[Tensor], dom: Domain,
+                    upper_side: bool, steps: int, lr: float, intermediate: bool = True) -> Tensor:
+    """alpha-CROWN (Xu et al. 2021): the best bound of ``spec`` over ``steps`` projected-Adam steps
+    on the lower ReLU slopes of every ReLU layer.
+
+    Slopes are separate for the spec rows and, for every intermediate layer whose bounds depend
+    on earlier ReLUs, for each of its unstable neurons (rows) and bound side; those layers'
+    bounds are recomputed with their slopes at every step (kept no looser than ``lo0``/``hi0``,
+    the CROWN bounds), so their ReLU relaxations tighten along with the output bound.
+    ``intermediate=False`` optimises the output's slopes only (intermediate bounds fixed)."""
+    relus = [k for k, nd in enumerate(nodes) if nd.kind == "relu"]
+    pre = {nodes[k].inputs[0] for k in relus}
+    relax0 = _relaxations(nodes, lo0, hi0)
+    starts: dict[int, tuple[Tensor, Tensor]] = {}
+    for p in sorted(pre):
+        if intermediate and relus and p > relus[0]:
+            rows = _unstable_rows(lo0[p].flatten(1), hi0[p].flatten(1))
+            if rows is not None:
+                starts[p] = rows
+
+    def init(start: int, rows: Tensor | Window, count: int) -> dict[int, Tensor]:
+        """CROWN's slopes, per row: on each row's window where the rows reach a ReLU as windows."""
+        seen: dict[int, Tensor | Window] = {}
+        with torch.no_grad():
+            _backsub(nodes, start, rows, relax0, False, record=seen)
+        out = {}
+        for j, f in seen.items():
+            dl = relax0[j][2]
+            out[j] = (_gather(dl, f) if isinstance(f, Window)
+                      else dl.unsqueeze(1).expand(-1, count, *dl.shape[1:])).clone().requires_grad_(True)
+        return out
+
+    n = spec.shape[0]
+    out_alpha = init(len(nodes) - 1, spec, spec.shape[1])
+    mid_rows = {p: _identity_rows(nodes[p].shape, order, valid, lo0[p]) for p, (order, valid) in starts.items()}
+    mid_alpha = {(p, side): init(p, mid_rows[p], starts[p][0].shape[1]) for p in starts for side in (False, True)}
+    params = list(out_alpha.values()) + [t for d in mid_alpha.values() for t in d.values()]
+    opt = torch.optim.Adam(params, lr=lr)
     best = None
-    for _ in range(steps + 1):
-        a, b = _backsub(nodes, len(nodes) - 1, spec, relax, upper_side, alphas)
+    for step in range(steps + 1):
+        lo, hi = list(lo0), list(hi0)
+        relax: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        for k, nd in enumerate(nodes):
+            if k in starts:
+                order, valid = starts[k]
+                rows_n = torch.arange(n, device=order.device)[:, None].expand_as(order)[valid]
+                for side in (False, True):
+                    a, b = _backsub(nodes, k, mid_rows[k], relax, side, mid_alpha[(k, side)])
+                    val = concretize(a, b, dom, side)
+                    base = (hi0 if side else lo0)[k].flatten(1)
+                    new = base.clone()
+                    new[rows_n, order[valid]] = val[valid]
+                    new = torch.minimum(new, base) if side else torch.maximum(new, base)
+                    (hi if side else lo)[k] = new.view_as(lo0[k])
+            if nd.kind == "relu":
+                i = nd.inputs[0]
+                relax[k] = relu_relaxation(lo[i], hi[i]) if i in starts else relax0[k]
+        a, b = _backsub(nodes, len(nodes) - 1, spec, relax, upper_side, out_alpha)
         val = concretize(a, b, dom, upper_side)
         with torch.no_grad():
             best = val.detach().clone() if best is None else (torch.minimum if upper_side else torch.maximum)(best, val)
-        if _ == steps:
+        if step == steps:
             break
         opt.zero_grad(set_to_none=True)
         (val.sum() if upper_side else -val.sum()).backward()
         opt.step()
         with torch.no_grad():
-            for al in alphas.values():
+            for al in params:
                 al.clamp_(0.0, 1.0)
     return best  # type: ignore[return-value]
 
 
 def bounds(model: nn.Module, x: Tensor, threat: object, method: str = "crown", spec: Tensor | None = None,
-           *, alpha_steps: int = 20, alpha_lr: float = 0.1, lower: bool = True, upper: bool = True,
+           *, alpha_steps: int = 20, alpha_lr: float = 0.1, alpha_intermediate: bool = True,
+           lower: bool = True, upper: bool = True,
            max_elements: int = MAX_ELEMENTS, intersect_ibp: bool = False) -> tuple[Tensor | None, Tensor | None]:
     """Lower and upper bounds of ``spec @ model(z)`` over the threat set around each x[i].
 
@@ -226,6 +475,8 @@ def bounds(model: nn.Module, x: Tensor, threat: object, method: str = "crown", s
         spec: (S, K) or (N, S, K) rows of linear functions of the K logits (e.g. margins
             e_y - e_j); None bounds the logits themselves (S = K).
         alpha_steps, alpha_lr: alpha-CROWN's optimisation (ignored by other methods).
+        alpha_intermediate: alpha-CROWN also optimises the slopes behind every intermediate
+            layer's bounds (tighter, slower); False: the output's slopes only.
         lower, upper: which sides to compute (the other is returned as None).
         max_elements: cap on the floats of one back-substitution coefficient tensor.
         intersect_ibp: keep, neuron by neuron, the tighter of the CROWN and IBP intermediate
@@ -263,9 +514,9 @@ def bounds(model: nn.Module, x: Tensor, threat: object, method: str = "crown", s
         if not want:
             out.append(None)
         elif method == "alpha-crown":
-            fixed = {k: tuple(t.detach() for t in r) for k, r in relax.items()}
             with torch.enable_grad():
-                out.append(_optimise_alpha(nodes, spec_t.detach(), fixed, dom, side, alpha_steps, alpha_lr))
+                out.append(_optimise_alpha(nodes, spec_t.detach(), [t.detach() for t in lo], [t.detach() for t in hi],
+                                           dom, side, alpha_steps, alpha_lr, alpha_intermediate))
         else:
             a, b = _backsub(nodes, len(nodes) - 1, spec_t, relax, side)
             out.append(concretize(a, b, dom, side))

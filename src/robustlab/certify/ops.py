@@ -103,17 +103,23 @@ def relu_relaxation(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor, Tenso
     return du, bu, dl
 
 
-def backward_relu(a: Tensor, du: Tensor, bu: Tensor, dl: Tensor, upper_side: bool) -> tuple[Tensor, Tensor]:
+def backward_relu(a: Tensor, du: Tensor, bu: Tensor, dl: Tensor, upper_side: bool | Tensor) -> tuple[Tensor, Tensor]:
     """Pull ``a`` (N, S, *shape) back through a relaxed ReLU.
 
     For a lower bound (upper_side False) positive coefficients take the lower line and negative
-    ones the upper line; for an upper bound the other way round. ``dl`` is (N, *shape) or
-    (N, S, *shape) (optimised slopes, one per spec row). Returns (A_in, bias (N, S)).
+    ones the upper line; for an upper bound the other way round (``upper_side`` may be an (S,)
+    bool tensor choosing per row). ``dl`` is (N, *shape) or
+    (N, S, *shape) (optimised slopes, one per spec row); ``du`` and ``bu`` are (N, *shape), or
+    (N, S, *shape) when already taken per row (windows). Returns (A_in, bias (N, S)).
     """
-    du, bu = du.unsqueeze(1), bu.unsqueeze(1)
-    if dl.dim() == du.dim() - 1:
+    if du.dim() < a.dim():
+        du, bu = du.unsqueeze(1), bu.unsqueeze(1)
+    if dl.dim() < a.dim():
         dl = dl.unsqueeze(1)
-    on_upper = (a >= 0) if upper_side else (a < 0)  # coefficients that take the upper line
+    if isinstance(upper_side, Tensor):
+        on_upper = (a >= 0) == upper_side.view(1, -1, *([1] * (a.dim() - 2)))
+    else:
+        on_upper = (a >= 0) if upper_side else (a < 0)  # coefficients that take the upper line
     a_in = a * torch.where(on_upper, du, dl)
     # the upper line's intercept where it is taken (summed without copying channels_last inputs)
     bias = (torch.where(on_upper, a, 0.0) * bu).sum(dim=tuple(range(2, a.dim())))

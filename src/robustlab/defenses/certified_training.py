@@ -15,13 +15,16 @@ Train at a larger eps than the one you certify (0.4 for a 0.3 test budget in bot
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustlab.certify.crown import bounds
+from robustlab.defenses.training.recipes import unwrap
 from robustlab.threats import LpBall
 
 
@@ -37,6 +40,42 @@ def _ramp(progress: float, start: float, end: float) -> float:
 def _check(name: str, value: float, lo: float, hi: float) -> None:
     if not lo <= value <= hi:
         raise ValueError(f"{name}: expected a value in [{lo}, {hi}], got {value}")
+
+
+def _clean_forward(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[nn.BatchNorm2d, tuple[Tensor, Tensor]]]:
+    """model(x), and for every BatchNorm2d in training mode the (mean, biased variance) per
+    channel of its input in this batch (differentiable; the clean pass's statistics)."""
+    stats: dict[nn.BatchNorm2d, tuple[Tensor, Tensor]] = {}
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d) and m.training:
+            def hook(mod: nn.Module, inp: tuple[Tensor, ...]) -> None:
+                z = inp[0]
+                stats[mod] = (z.mean((0, 2, 3)), z.var((0, 2, 3), unbiased=False))  # type: ignore[index]
+            hooks.append(m.register_forward_pre_hook(hook))
+    try:
+        logits = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return logits, stats
+
+
+@contextmanager
+def _batch_stats(stats: dict[nn.BatchNorm2d, tuple[Tensor, Tensor]]) -> Iterator[None]:
+    """Inside: each BatchNorm2d of ``stats`` is in eval mode normalising with the batch's clean
+    statistics (as Shi et al. 2021 bound a training-mode BatchNorm); restored on exit."""
+    saved = []
+    for m, (mean, var) in stats.items():
+        saved.append((m, m.running_mean, m.running_var, m.training))
+        m.running_mean, m.running_var = mean, var  # type: ignore[assignment]
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, rm, rv, tr in saved:
+            m.running_mean, m.running_var = rm, rv  # type: ignore[assignment]
+            m.train(tr)
 
 
 @dataclass(frozen=True)
@@ -74,7 +113,7 @@ class IBPTraining:
              progress: float) -> Tensor:
         """Scalar training loss for x (N, C, H, W) in [0, 1], y (N,) at ``progress`` in [0, 1]."""
         s = self.schedule(progress)
-        logits = model(x)
+        logits, stats = _clean_forward(model, x)
         clean = F.cross_entropy(logits, y)
         if s["eps"] <= 0 or s["kappa"] >= 1:
             return clean
@@ -82,10 +121,12 @@ class IBPTraining:
         spec = torch.eye(k, device=x.device, dtype=x.dtype)[y].unsqueeze(1) - torch.eye(k, device=x.device,
                                                                                           dtype=x.dtype)
         ball = LpBall("linf", s["eps"])
-        lower, _ = bounds(model, x, ball, "ibp", spec, upper=False)
-        if s["beta"] > 0:
-            crown, _ = bounds(model, x, ball, "crown-ibp", spec, upper=False)
-            lower = s["beta"] * crown + (1 - s["beta"]) * lower
+        bare = unwrap(model)  # bounds walk the bare module (DDP all-reduces the gradients anyway)
+        with _batch_stats(stats):
+            lower, _ = bounds(bare, x, ball, "ibp", spec, upper=False)
+            if s["beta"] > 0:
+                crown, _ = bounds(bare, x, ball, "crown-ibp", spec, upper=False)
+                lower = s["beta"] * crown + (1 - s["beta"]) * lower
         robust = F.cross_entropy(-lower, y)
         return s["kappa"] * clean + (1 - s["kappa"]) * robust
 
