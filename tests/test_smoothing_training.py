@@ -32,7 +32,7 @@ def test_consistency_loss_matches_a_direct_computation():
         ce += sum(-q[y[i]].log() for q in p) / 9
         kl += sum((avg * (avg.log() - q.log())).sum() for q in p) / 9
         ent += -(avg * avg.log()).sum() / 3
-    assert float(got) == pytest.approx(float((ce + 7.0 * kl + 0.3 * ent).detach()), rel=1e-5)
+    assert float(got.detach()) == pytest.approx(float((ce + 7.0 * kl + 0.3 * ent).detach()), rel=1e-5)
     got.backward()
     assert model[1].weight.grad is not None and float(model[1].weight.grad.abs().sum()) > 0
 
