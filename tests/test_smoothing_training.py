@@ -37,6 +37,7 @@ def test_consistency_loss_matches_a_direct_computation():
     assert model[1].weight.grad is not None and float(model[1].weight.grad.abs().sum()) > 0
 
 
+@torch.no_grad()
 def test_consistency_terms_vanish_for_a_noise_blind_model_and_reduce_to_augmentation():
     x = torch.rand(4, 1, 4, 4)
     y = torch.tensor([1, 1, 3, 0])
