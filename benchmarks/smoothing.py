@@ -101,19 +101,23 @@ def main() -> None:
     cur = curve(rows)
     anchors = ANCHORS.get(round(sigma, 2), {})
     secs = sum(r["seconds"] for r in rows)
+    timed = [r["cpu_seconds"] for r in rows if "cpu_seconds" in r]
     abstain = sum(r["prediction"] == -1 for r in rows)
     print(f"{args.name}: sigma {sigma}, first {len(rows)} MNIST test points, n0 {args.n0}, n {args.n}, "
-          f"alpha {args.alpha}; {secs / len(rows):.1f} s per point, {abstain} abstained")
+          f"alpha {args.alpha}; {secs / len(rows):.1f} s wall per point"
+          + (f", {sum(timed) / len(timed):.1f} s process CPU per point ({len(timed)} timed)" if timed else "")
+          + f", {abstain} abstained")
     print("| radius | certified accuracy % | 95% interval (Clopper-Pearson, over points) "
-          "| anchor (Cohen et al., LeNet) | ours - anchor (pp) |")
-    print("|---|---|---|---|---|")
+          "| anchor (Cohen et al., LeNet) | ours - anchor (pp) | anchor vs our interval |")
+    print("|---|---|---|---|---|---|")
     for r in RADII:
         a = anchors.get(r)
         k, m = round(cur[r] * len(rows) / 100), len(rows)
         lo = 100 * beta.ppf(0.025, k, m - k + 1) if k > 0 else 0.0
         hi = 100 * beta.ppf(0.975, k + 1, m - k) if k < m else 100.0
+        where = "" if a is None else ("inside" if lo <= a <= hi else ("above it" if a > hi else "below it"))
         print(f"| {r} | {cur[r]:.1f} | {lo:.1f} - {hi:.1f} | {a if a is not None else ''} "
-              f"| {'' if a is None else f'{cur[r] - a:+.1f}'} |")
+              f"| {'' if a is None else f'{cur[r] - a:+.1f}'} | {where} |")
     if args.card:
         path = ROOT / "src" / "robustlab" / "models" / "weights" / f"{args.name}.json"
         card = json.loads(path.read_text())
