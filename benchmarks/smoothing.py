@@ -112,11 +112,13 @@ def main() -> None:
     print("| radius | certified accuracy % | 95% interval (Clopper-Pearson, over points) "
           "| anchor (Cohen et al., LeNet) | ours - anchor (pp) | anchor vs our interval |")
     print("|---|---|---|---|---|---|")
+    ci = {}
     for r in RADII:
         a = anchors.get(r)
         k, m = round(cur[r] * len(rows) / 100), len(rows)
         lo = 100 * beta.ppf(0.025, k, m - k + 1) if k > 0 else 0.0
         hi = 100 * beta.ppf(0.975, k + 1, m - k) if k < m else 100.0
+        ci[r] = (lo, hi)
         where = "" if a is None else ("inside" if lo <= a <= hi else ("above it" if a > hi else "below it"))
         print(f"| {r} | {cur[r]:.1f} | {lo:.1f} - {hi:.1f} | {a if a is not None else ''} "
               f"| {'' if a is None else f'{cur[r] - a:+.1f}'} | {where} |")
@@ -124,10 +126,15 @@ def main() -> None:
         path = ROOT / "src" / "robustlab" / "models" / "weights" / f"{args.name}.json"
         card = json.loads(path.read_text())
         card["smoothing"] = {"sigma": sigma}
+        for key in [k for k in card if k.startswith("certified_accuracy_l2_first")]:
+            del card[key]  # an earlier, shorter run's figures
         card[f"certified_accuracy_l2_first{len(rows)}"] = {
             "protocol": f"CERTIFY n0={args.n0} n={args.n} alpha={args.alpha} seed={args.seed}+index",
             "by_radius_percent": {str(r): round(v, 2) for r, v in cur.items()},
+            "interval95_percent": {str(r): [round(v, 1) for v in ci[r]] for r in RADII},
             "seconds_per_point": round(secs / len(rows), 2),
+            "process_cpu_seconds_per_point": round(sum(timed) / len(timed), 2) if timed else None,
+            "points": f"MNIST test indices 0-{len(rows) - 1}",
             "command": f"python benchmarks/smoothing.py {args.name} --points {args.points} --n {args.n}"
                        + (" --report-only" if args.report_only else "") + " --card",
         }
