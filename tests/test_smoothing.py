@@ -170,3 +170,16 @@ def test_shipped_smoothed_model_certified_points_survive_smoothadv_pgd(name, eps
     with torch.no_grad():
         logp = [g.attack_view()(v).gather(1, y[:, None]).mean() for v in (x, x_rand, x_adv)]
     assert logp[0] - logp[2] > 10 * (logp[0] - logp[1]).clamp(min=1e-4), logp
+
+
+def test_attack_view_declares_its_eot_and_averages_fresh_noise():
+    from robustlab.evaluation.checks import uses_eot
+
+    g = Smoothed(Halfspace(0.5), sigma=0.25, eot_samples=16, seed=2)
+    view = g.attack_view()
+    assert view.eot_samples == 16 and uses_eot([view]) and not uses_eot([g.naive_view()])
+    x = torch.full((2, 1, 2, 2), 0.55)
+    a, b = view(x), view(x)
+    assert a.shape == (2, 3) and not torch.equal(a, b)  # fresh noise on every call
+    assert torch.equal(a[:, 2], torch.full((2,), -1e4))  # the reject column can never win
+    assert torch.allclose(a[:, :2].exp().sum(1), torch.ones(2), atol=1e-5)  # log of a mean of softmaxes

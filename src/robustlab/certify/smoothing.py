@@ -194,7 +194,9 @@ class SoftSmoothed(nn.Module):
     Output (N, K + 1): the K log-probabilities (floored at log 1e-30) and a reject column at
     -1e4, so it lines up with ``Smoothed``'s columns and can never look like "reject". The
     noise generator is seeded once at construction and advances with every call (fresh
-    noise per attack step, as in Salman et al. 2019).
+    noise per attack step, as in Salman et al. 2019). ``eot_samples`` (= ``samples``) states
+    that every call already averages over that many draws of the model's randomness, so a
+    gradient through it is an EOT gradient.
     """
 
     rejects = True
@@ -205,6 +207,7 @@ class SoftSmoothed(nn.Module):
         _check_positive("samples", samples, integer=True)
         self.model, self.sigma, self.samples = model, float(sigma), samples
         self.seed = int(seed)
+        self.eot_samples = samples
         self._gen: torch.Generator | None = None
 
     def forward(self, x: Tensor) -> Tensor:
