@@ -5,7 +5,8 @@ No gradients: each iteration changes the current perturbation on one random squa
 window into the first one) and keeps the change if the loss on the model's scores improves.
 The window side shrinks on a fixed schedule of the query budget.
 
-Signals (N, C, T), e.g. audio clips (N, 1, T): a window is a run of s * s consecutive samples
+Signals (N, C, T), e.g. audio clips (N, 1, T), or flat (N, T) vectors (one channel): a window
+is a run of s * s consecutive samples
 (the same area fraction p of the schedule as an s x s window of an image), s = round(sqrt(p T)).
 Threats with a per-sample radius (``DbBall``, ``SnrBall``) give each point its own eps.
 
@@ -96,7 +97,8 @@ def _meta_1d(n: int, length: int, gen: torch.Generator, dtype, device) -> Tensor
 
 
 class _SignalQueries:
-    """Routes the search's (M, C, 1, T) views of signals to ``q`` as (M, C, T) inputs."""
+    """Routes the search's (M, C, 1, T) views of signals to ``q`` in their own shape (M, *tail):
+    (M, C, T), or (M, T) for flat vectors."""
 
     def __init__(self, q: Queries, tail: tuple[int, ...]) -> None:
         self.q, self.tail = q, tail
@@ -190,15 +192,17 @@ class Square:
         """
         check_blackbox_inputs(model, x, y, target)
         require_scores(model, "Square")
-        if x.dim() not in (3, 4):
-            raise ValueError(f"x: Square expects images (N, C, H, W) or signals (N, C, T), got shape {tuple(x.shape)}")
+        if x.dim() not in (2, 3, 4):
+            raise ValueError(f"x: Square expects images (N, C, H, W) or signals (N, C, T) / (N, T), "
+                             f"got shape {tuple(x.shape)}")
         y = y.to(torch.int64)
         target = None if target is None else target.to(torch.int64)
         gen = make_generator(self.seed, x.device)
         with ModelGuard(model):
             q = Queries(model, x.shape[0], x.device)
-            if x.dim() == 3:  # signals: searched as (N, C, 1, T), sent to the model as (N, C, T)
-                x_best, success = self._run(_SignalQueries(q, tuple(x.shape[1:])), x[:, :, None, :], y, target, gen)
+            if x.dim() < 4:  # signals: searched as (N, C, 1, T), sent to the model as (N, C, T) / (N, T)
+                view = x.reshape(x.shape[0], -1 if x.dim() == 3 else 1, 1, x.shape[-1])
+                x_best, success = self._run(_SignalQueries(q, tuple(x.shape[1:])), view, y, target, gen)
                 x_best = x_best.reshape(x.shape)
             else:
                 x_best, success = self._run(q, x, y, target, gen)
@@ -209,10 +213,12 @@ class Square:
         )
 
     # -- the search -------------------------------------------------------------------------
-    def _project(self, cand: Tensor, x: Tensor, signal: bool = False) -> Tensor:
-        """The threat's projection; (N, C, 1, T) signal views go through as (N, C, T)."""
-        if signal:
-            return self.threat.project(cand[:, :, 0], x[:, :, 0])[:, :, None]
+    def _project(self, cand: Tensor, x: Tensor, tail: tuple[int, ...] | None = None) -> Tensor:
+        """The threat's projection; (M, C, 1, T) views of signals go through in their own shape
+        (M, *tail)."""
+        if tail is not None:
+            m = cand.shape[0]
+            return self.threat.project(cand.reshape(m, *tail), x.reshape(m, *tail)).reshape(cand.shape)
         return self.threat.project(cand, x)
 
     def _run(self, q: Queries | _SignalQueries, x: Tensor, y: Tensor, target: Tensor | None,
@@ -222,10 +228,10 @@ class Square:
         threat = self.threat
         n, ch, h, w = x.shape
         # A per-sample budget (a dB ball, ...) gives an (N,) radius; an LpBall its one float.
-        signal = isinstance(q, _SignalQueries)
-        if signal:
+        tail = q.tail if isinstance(q, _SignalQueries) else None
+        if tail is not None:
             eps_all = (threat.eps if isinstance(threat, LpBall)
-                       else threat.radius(x[:, :, 0]).to(x.dtype))
+                       else threat.radius(x.reshape(n, *tail)).to(x.dtype))
         else:
             eps_all = threat.eps if isinstance(threat, LpBall) else threat.radius(x).to(x.dtype)
         linf = threat.norm == "linf"
@@ -253,9 +259,9 @@ class Square:
                 xi = x[idx]
                 if linf:
                     signs = torch.randint(0, 2, (idx.numel(), ch, 1, w), generator=gen, device=dev) * 2 - 1
-                    cand = self._project(xi + _col4(eps_of(idx)) * signs.to(x.dtype), xi, signal)
-                elif signal:
-                    cand = self._project(xi + self._l2_init_1d(xi, eps_of(idx), gen), xi, True)
+                    cand = self._project(xi + _col4(eps_of(idx)) * signs.to(x.dtype), xi, tail)
+                elif tail is not None:
+                    cand = self._project(xi + self._l2_init_1d(xi, eps_of(idx), gen), xi, tail)
                 else:
                     cand = self._project(xi + self._l2_init(xi, eps_of(idx), gen), xi)
                 sc = q.scores(cand, idx)
@@ -271,9 +277,9 @@ class Square:
                 xi, xb = x[idx], x_best[idx]
                 p = square_fraction(self.p_init, it, n_iters)
                 if linf:
-                    cand = self._linf_step(xi, xb, p, eps_of(idx), gen, signal)
+                    cand = self._linf_step(xi, xb, p, eps_of(idx), gen, tail)
                 else:
-                    cand = self._l2_step(xi, xb, p, eps_of(idx), gen, signal)
+                    cand = self._l2_step(xi, xb, p, eps_of(idx), gen, tail)
                 sc = q.scores(cand, idx)
                 accept(idx, cand, sc, y, target, self.loss, x_best, loss_best, success)
         except QueryBudgetExceeded as e:
@@ -281,9 +287,9 @@ class Square:
         return x_best, success
 
     def _linf_step(self, x: Tensor, xb: Tensor, p: float, eps: float | Tensor, gen: torch.Generator,
-                   signal: bool = False) -> Tensor:
+                   tail: tuple[int, ...] | None = None) -> Tensor:
         m, ch, h, w = x.shape
-        if signal:  # a run of s * s samples, s = round(sqrt(p T))
+        if tail is not None:  # a run of s * s samples, s = round(sqrt(p T))
             s = max(int(round(math.sqrt(p * w))), 1)
             bi, ri, ci = _run_index(m, min(s * s, w), w, gen, x.device)
         else:
@@ -303,7 +309,7 @@ class Square:
                 break
         cand = xb.clone()
         cand[bi, :, ri, ci] = new
-        return self._project(cand, x, signal)
+        return self._project(cand, x, tail)
 
     def _l2_init(self, x: Tensor, eps: float | Tensor, gen: torch.Generator) -> Tensor:
         m, ch, h, w = x.shape
@@ -331,9 +337,9 @@ class Square:
         return delta * (_col4(eps) / norms[:, None, None, None])
 
     def _l2_step(self, x: Tensor, xb: Tensor, p: float, eps: float | Tensor, gen: torch.Generator,
-                 signal: bool = False) -> Tensor:
-        if signal:
-            return self._l2_step_1d(x, xb, p, eps, gen)
+                 tail: tuple[int, ...] | None = None) -> Tensor:
+        if tail is not None:
+            return self._l2_step_1d(x, xb, p, eps, gen, tail)
         m, ch, h, w = x.shape
         s = min(max(int(round(math.sqrt(p * h * w))), 3), h, w)
         delta = xb - x
@@ -358,7 +364,8 @@ class Square:
         delta[b1, :, r1, c1] = new
         return self._project(x + delta, x)
 
-    def _l2_step_1d(self, x: Tensor, xb: Tensor, p: float, eps: float | Tensor, gen: torch.Generator) -> Tensor:
+    def _l2_step_1d(self, x: Tensor, xb: Tensor, p: float, eps: float | Tensor, gen: torch.Generator,
+                    tail: tuple[int, ...]) -> Tensor:
         """:meth:`_l2_step` on (m, C, 1, T) signal views: runs of s * s samples instead of
         s x s windows (s >= 2, so a half-bump has two signs)."""
         m, ch, _, w = x.shape
@@ -382,4 +389,4 @@ class Square:
         new = new * (radius / new_norm)[:, None, None, :]
         delta = delta * (1 - u)
         delta[b1, :, r1, c1] = new
-        return self._project(x + delta, x, True)
+        return self._project(x + delta, x, tail)
