@@ -135,9 +135,13 @@ def train_adversarial(args: argparse.Namespace, xtr: torch.Tensor, ytr: torch.Te
                     lr=Cyclic(args.lr, 0.15), optimizer="adam", weight_decay=1e-4, seed=args.seed,
                     checkpoint=ckpt,
                     on_epoch=on_epoch, name=f"kws_cnn:{args.width}")
+        stopped_early = None
     except Deadline:
-        print(f"stopped at the wall-time limit; rerun the same command to resume from {ckpt}")
-        return
+        # Ship what the last finished epoch left (its checkpoint also lets the same command resume).
+        stopped_early = len(monitor_log)
+        print(f"stopped at the wall-time limit after epoch {stopped_early}; weights written as they are; "
+              f"rerun the same command to resume from {ckpt}")
+        res = None
     model.eval()
     card = {
         "name": args.name, "architecture": "kws_cnn", "width": args.width, "dataset": "keywords",
@@ -150,12 +154,14 @@ def train_adversarial(args: argparse.Namespace, xtr: torch.Tensor, ytr: torch.Te
                                    "step": f"{args.step_scale} * radius / steps", "random_start": True,
                                    "warmup": f"radius ramps linearly from 0 over the first {args.warmup:g} of training"},
                    "init": args.init},
-        "seed": args.seed, "threads": args.threads, "wall_time_s": round(res.seconds, 1),
+        "seed": args.seed, "threads": args.threads,
+        "wall_time_s": round(res.seconds, 1) if res is not None else round(sum(e["seconds"] for e in monitor_log), 1),
+        "stopped_after_epoch": stopped_early,
         "cpu_time_s_this_process": round(time.process_time() - t_cpu, 1),
         "test_accuracy": round(accuracy(model, xte, yte), 4),
         "train_accuracy": round(accuracy(model, xtr, ytr), 4),
         "test_split": "480 clips, 40 per class, 20 espeak-ng voice variants never used in training",
-        "log": monitor_log if len(monitor_log) == len(res.history) else [h.as_dict() for h in res.history],
+        "log": monitor_log if res is None or len(monitor_log) == len(res.history) else [h.as_dict() for h in res.history],
     }
     rl.models.save(model, WEIGHTS / f"{args.name}.safetensors", card)
     print(json.dumps({k: card[k] for k in ("test_accuracy", "train_accuracy", "wall_time_s")}))
