@@ -154,11 +154,12 @@ def fab_run(
     alpha_max: float,
     eta: float,
     beta: float,
-    bound: float | None,
+    bound: float | Tensor | None,
 ) -> tuple[Tensor, Tensor]:
     """One FAB run. ``classes`` (N, M): the boundaries considered (all other classes, or the
     target). ``bound``: stop a point once an adversarial point within this distance is found
-    (None: run all steps). Returns the closest adversarial point found (N, ...) and its
+    (None: run all steps); a float, or an (N,) tensor of per-sample distances (a threat with a
+    per-sample radius, e.g. a dB budget on audio). Returns the closest adversarial point found (N, ...) and its
     distance (N,), ``inf`` where none was found."""
     n = x.shape[0]
     best_dist = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
@@ -180,7 +181,7 @@ def fab_run(
         x_best[idx[better]] = xs[better]
         done = best_dist[idx] <= 0
         if bound is not None:
-            done = done | (best_dist[idx] <= bound)
+            done = done | (best_dist[idx] <= (bound[idx] if isinstance(bound, Tensor) else bound))
         return done
 
     idx = torch.arange(n, device=x.device)
@@ -230,7 +231,9 @@ class FAB:
 
     Args:
         threat: the LpBall (linf, l2 or l1): the norm minimised, and eps (the ball of bounded
-            mode and the radius of random restarts).
+            mode and the radius of random restarts); or any Ball with an Lp ``norm`` and a
+            per-sample ``radius(x)`` (``DbBall``, ``SnrBall``), whose radius plays eps's part
+            for each point.
         steps: iterations per run (100 in AutoAttack).
         restarts: runs per point (per target class for FAB-T); the first starts at the clean
             input, later ones at a random point at half the smaller of eps and the best
@@ -276,11 +279,14 @@ class FAB:
         return ("FAB-T" if self.n_target_classes is not None else "FAB") + r
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> AttackResult:
-        """Attack a batch: x (N, C, H, W) in [0, 1], y (N,) int64 labels; ``target`` (N,):
-        a targeted run against it (success = reaching the target)."""
+        """Attack a batch: x (N, C, H, W) (or (N, 1, T) audio, or any (N, ...)) in [0, 1], y (N,)
+        int64 labels; ``target`` (N,): a targeted run against it (success = reaching the target)."""
         n_classes = prepare(model, x, y, target)
         y = y.to(torch.int64)
-        norm, eps = self.threat.norm, self.threat.eps
+        norm = self.threat.norm
+        # A scalar eps for an LpBall; the (N,) per-sample radius in x units otherwise.
+        eps: float | Tensor = (self.threat.eps if isinstance(self.threat, LpBall)
+                               else self.threat.radius(x).to(device=x.device, dtype=x.dtype))
         n = x.shape[0]
         gen = make_generator(self.seed, x.device)
         bound = None if self.minimal else eps
@@ -310,7 +316,8 @@ class FAB:
                     if r == 0:
                         start = x0.clone()
                     else:
-                        rad = torch.minimum(best_dist[idx], torch.full_like(best_dist[idx], eps))
+                        rad = torch.minimum(best_dist[idx], eps[idx] if isinstance(eps, Tensor)
+                                            else torch.full_like(best_dist[idx], eps))
                         start = _fab_start(norm, x0, rad, gen)
                     with approximate_decisions(model) as approx:
                         xb, db = fab_run(counter, norm, x0, y[idx], classes[idx],

@@ -5,6 +5,11 @@ No gradients: each iteration changes the current perturbation on one random squa
 window into the first one) and keeps the change if the loss on the model's scores improves.
 The window side shrinks on a fixed schedule of the query budget.
 
+Signals (N, C, T), e.g. audio clips (N, 1, T), or flat (N, T) vectors (one channel): a window
+is a run of s * s consecutive samples
+(the same area fraction p of the schedule as an s x s window of an image), s = round(sqrt(p T)).
+Threats with a per-sample radius (``DbBall``, ``SnrBall``) give each point its own eps.
+
 Cost, counted per sample: one query on the clean input, one on the initial perturbation,
 then one per iteration while the point is unbroken; never more than ``max_queries``.
 Works on an nn.Module (run without autograd) or any callable mapping inputs to scores
@@ -54,6 +59,56 @@ def _window_index(n: int, s: int, h: int, w: int, gen: torch.Generator, device) 
     ri = (r[:, None] + ar)[:, :, None].expand(n, s, s)
     ci = (c[:, None] + ar)[:, None, :].expand(n, s, s)
     return bi, ri, ci
+
+
+def _run_index(n: int, length: int, w: int, gen: torch.Generator, device) -> tuple[Tensor, Tensor, Tensor]:
+    """Index tensors (n, 1, length) for batch, row (0) and column of one random run of
+    ``length`` consecutive samples per signal, in the (n, C, 1, w) view of (n, C, w) signals."""
+    c = torch.randint(0, w - length + 1, (n,), generator=gen, device=device)
+    bi = torch.arange(n, device=device)[:, None, None].expand(n, 1, length)
+    ri = torch.zeros(n, 1, length, dtype=torch.int64, device=device)
+    ci = (c[:, None] + torch.arange(length, device=device))[:, None, :]
+    return bi, ri, ci
+
+
+def _bump_1d(length: int, dtype, device) -> Tensor:
+    """A (1, length) pseudo-Gaussian bump: nested centred runs, the k-th from the centre
+    weighted 1 / (k + 1)^2 (the 1-D counterpart of :func:`_bump`)."""
+    centre = (length - 1) / 2
+    ring = torch.ceil((torch.arange(length, device=device, dtype=dtype) - centre).abs() - 1e-6)
+    out = torch.zeros(length, dtype=dtype, device=device)
+    for k in range(int(math.ceil(length / 2)) + 1):
+        out += (ring <= k).to(dtype) / (k + 1) ** 2
+    return out[None]
+
+
+def _meta_1d(n: int, length: int, gen: torch.Generator, dtype, device) -> Tensor:
+    """(n, 1, length) unit-norm run perturbations: a bump, or with probability 1/2 two
+    half-bumps of opposite sign side by side (randomly mirrored)."""
+    full = _bump_1d(length, dtype, device)
+    half = full.clone()
+    half[:, length // 2:] *= -1
+    full, half = full / full.norm(), half / half.norm()
+    pick = torch.rand(n, generator=gen, device=device) < 0.5
+    flip = torch.rand(n, generator=gen, device=device) < 0.5
+    m = torch.where(pick[:, None, None], half, full).clone()
+    m[flip] = m[flip].flip(2)
+    return m
+
+
+class _SignalQueries:
+    """Routes the search's (M, C, 1, T) views of signals to ``q`` in their own shape (M, *tail):
+    (M, C, T), or (M, T) for flat vectors."""
+
+    def __init__(self, q: Queries, tail: tuple[int, ...]) -> None:
+        self.q, self.tail = q, tail
+
+    @property
+    def n_classes(self) -> int | None:
+        return self.q.n_classes
+
+    def scores(self, x: Tensor, idx: Tensor) -> Tensor:
+        return self.q.scores(x.reshape(x.shape[0], *self.tail), idx)
 
 
 def _bump(s: int, dtype, device) -> Tensor:
@@ -131,20 +186,26 @@ class Square:
         Args:
             model: an nn.Module or a callable mapping (N, C, H, W) inputs in [0, 1] to (N, K)
                 scores (logits or probabilities); never differentiated.
-            x: (N, C, H, W) clean inputs in [0, 1].
+            x: (N, C, H, W) clean images in [0, 1], or (N, C, T) signals (audio: (N, 1, T)).
             y: (N,) int64 true labels.
             target: (N,) int64 target classes for a targeted attack, or None.
         """
         check_blackbox_inputs(model, x, y, target)
         require_scores(model, "Square")
-        if x.dim() != 4:
-            raise ValueError(f"x: Square expects images (N, C, H, W), got shape {tuple(x.shape)}")
+        if x.dim() not in (2, 3, 4):
+            raise ValueError(f"x: Square expects images (N, C, H, W) or signals (N, C, T) / (N, T), "
+                             f"got shape {tuple(x.shape)}")
         y = y.to(torch.int64)
         target = None if target is None else target.to(torch.int64)
         gen = make_generator(self.seed, x.device)
         with ModelGuard(model):
             q = Queries(model, x.shape[0], x.device)
-            x_best, success = self._run(q, x, y, target, gen)
+            if x.dim() < 4:  # signals: searched as (N, C, 1, T), sent to the model as (N, C, T) / (N, T)
+                view = x.reshape(x.shape[0], -1 if x.dim() == 3 else 1, 1, x.shape[-1])
+                x_best, success = self._run(_SignalQueries(q, tuple(x.shape[1:])), view, y, target, gen)
+                x_best = x_best.reshape(x.shape)
+            else:
+                x_best, success = self._run(q, x, y, target, gen)
         x_best = x_best.detach()
         return AttackResult(
             x_adv=x_best, success=success, distance=self.threat.distance(x_best, x),
@@ -152,11 +213,27 @@ class Square:
         )
 
     # -- the search -------------------------------------------------------------------------
-    def _run(self, q: Queries, x: Tensor, y: Tensor, target: Tensor | None, gen: torch.Generator):
+    def _project(self, cand: Tensor, x: Tensor, tail: tuple[int, ...] | None = None) -> Tensor:
+        """The threat's projection; (M, C, 1, T) views of signals go through in their own shape
+        (M, *tail)."""
+        if tail is not None:
+            m = cand.shape[0]
+            return self.threat.project(cand.reshape(m, *tail), x.reshape(m, *tail)).reshape(cand.shape)
+        return self.threat.project(cand, x)
+
+    def _run(self, q: Queries | _SignalQueries, x: Tensor, y: Tensor, target: Tensor | None,
+             gen: torch.Generator):
+        """The search on (N, C, H, W) images, or (N, C, 1, T) views of signals (``q`` then a
+        :class:`_SignalQueries`)."""
         threat = self.threat
         n, ch, h, w = x.shape
         # A per-sample budget (a dB ball, ...) gives an (N,) radius; an LpBall its one float.
-        eps_all: float | Tensor = threat.eps if isinstance(threat, LpBall) else threat.radius(x).to(x.dtype)
+        tail = q.tail if isinstance(q, _SignalQueries) else None
+        if tail is not None:
+            eps_all = (threat.eps if isinstance(threat, LpBall)
+                       else threat.radius(x.reshape(n, *tail)).to(x.dtype))
+        else:
+            eps_all = threat.eps if isinstance(threat, LpBall) else threat.radius(x).to(x.dtype)
         linf = threat.norm == "linf"
         dev = x.device
         x_best = x.clone()
@@ -182,9 +259,11 @@ class Square:
                 xi = x[idx]
                 if linf:
                     signs = torch.randint(0, 2, (idx.numel(), ch, 1, w), generator=gen, device=dev) * 2 - 1
-                    cand = threat.project(xi + _col4(eps_of(idx)) * signs.to(x.dtype), xi)
+                    cand = self._project(xi + _col4(eps_of(idx)) * signs.to(x.dtype), xi, tail)
+                elif tail is not None:
+                    cand = self._project(xi + self._l2_init_1d(xi, eps_of(idx), gen), xi, tail)
                 else:
-                    cand = threat.project(xi + self._l2_init(xi, eps_of(idx), gen), xi)
+                    cand = self._project(xi + self._l2_init(xi, eps_of(idx), gen), xi)
                 sc = q.scores(cand, idx)
                 x_best[idx] = cand
                 loss_best[idx] = score_loss(self.loss, sc, y[idx], tgt(idx))
@@ -198,20 +277,25 @@ class Square:
                 xi, xb = x[idx], x_best[idx]
                 p = square_fraction(self.p_init, it, n_iters)
                 if linf:
-                    cand = self._linf_step(xi, xb, p, eps_of(idx), gen)
+                    cand = self._linf_step(xi, xb, p, eps_of(idx), gen, tail)
                 else:
-                    cand = self._l2_step(xi, xb, p, eps_of(idx), gen)
+                    cand = self._l2_step(xi, xb, p, eps_of(idx), gen, tail)
                 sc = q.scores(cand, idx)
                 accept(idx, cand, sc, y, target, self.loss, x_best, loss_best, success)
         except QueryBudgetExceeded as e:
             budget_stop(self.name, e, q)
         return x_best, success
 
-    def _linf_step(self, x: Tensor, xb: Tensor, p: float, eps: float | Tensor, gen: torch.Generator) -> Tensor:
+    def _linf_step(self, x: Tensor, xb: Tensor, p: float, eps: float | Tensor, gen: torch.Generator,
+                   tail: tuple[int, ...] | None = None) -> Tensor:
         m, ch, h, w = x.shape
-        s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
-        bi, ri, ci = _window_index(m, s, h, w, gen, x.device)
-        xw = x[bi, :, ri, ci]  # (m, s, s, C)
+        if tail is not None:  # a run of s * s samples, s = round(sqrt(p T))
+            s = max(int(round(math.sqrt(p * w))), 1)
+            bi, ri, ci = _run_index(m, min(s * s, w), w, gen, x.device)
+        else:
+            s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
+            bi, ri, ci = _window_index(m, s, h, w, gen, x.device)
+        xw = x[bi, :, ri, ci]  # (m, s, s, C); signals (m, 1, s * s, C)
         old = xb[bi, :, ri, ci]
         new = old
         todo = torch.ones(m, dtype=torch.bool, device=x.device)
@@ -225,7 +309,7 @@ class Square:
                 break
         cand = xb.clone()
         cand[bi, :, ri, ci] = new
-        return self.threat.project(cand, x)
+        return self._project(cand, x, tail)
 
     def _l2_init(self, x: Tensor, eps: float | Tensor, gen: torch.Generator) -> Tensor:
         m, ch, h, w = x.shape
@@ -239,7 +323,23 @@ class Square:
         norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
         return delta * (eps / norms)[:, None, None, None]
 
-    def _l2_step(self, x: Tensor, xb: Tensor, p: float, eps: float | Tensor, gen: torch.Generator) -> Tensor:
+    def _l2_init_1d(self, x: Tensor, eps: float | Tensor, gen: torch.Generator) -> Tensor:
+        """Signals (m, C, 1, T): 25 runs of T // 25 samples, each a bump of random sign per
+        channel, scaled to total norm eps."""
+        m, ch, _, w = x.shape
+        t = max(w // 25, 1)
+        delta = torch.zeros_like(x)
+        bump = _bump_1d(t, x.dtype, x.device)
+        for c in range(0, w - t + 1, t):
+            signs = (torch.randint(0, 2, (m, ch, 1, 1), generator=gen, device=x.device) * 2 - 1).to(x.dtype)
+            delta[:, :, :, c:c + t] = bump * signs
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+        return delta * (_col4(eps) / norms[:, None, None, None])
+
+    def _l2_step(self, x: Tensor, xb: Tensor, p: float, eps: float | Tensor, gen: torch.Generator,
+                 tail: tuple[int, ...] | None = None) -> Tensor:
+        if tail is not None:
+            return self._l2_step_1d(x, xb, p, eps, gen, tail)
         m, ch, h, w = x.shape
         s = min(max(int(round(math.sqrt(p * h * w))), 3), h, w)
         delta = xb - x
@@ -262,4 +362,31 @@ class Square:
         new = new * (radius / new_norm)[:, None, None, :]
         delta = delta * (1 - u)
         delta[b1, :, r1, c1] = new
-        return self.threat.project(x + delta, x)
+        return self._project(x + delta, x)
+
+    def _l2_step_1d(self, x: Tensor, xb: Tensor, p: float, eps: float | Tensor, gen: torch.Generator,
+                    tail: tuple[int, ...]) -> Tensor:
+        """:meth:`_l2_step` on (m, C, 1, T) signal views: runs of s * s samples instead of
+        s x s windows (s >= 2, so a half-bump has two signs)."""
+        m, ch, _, w = x.shape
+        length = min(max(int(round(math.sqrt(p * w))), 2) ** 2, w)
+        delta = xb - x
+        b1, r1, c1 = _run_index(m, length, w, gen, x.device)
+        _, r2, c2 = _run_index(m, length, w, gen, x.device)
+        union = torch.zeros(m, 1, w, dtype=torch.bool, device=x.device)
+        union[b1, r1, c1] = True
+        union[b1, r2, c2] = True
+        u = union[:, None].to(x.dtype)
+        eps_t = eps.reshape(-1, 1) if isinstance(eps, Tensor) else eps
+        spare = (eps_t ** 2 - delta.flatten(1).pow(2).sum(dim=1, keepdim=True)).clamp_min(0.0)  # (m, 1)
+        mass = (delta * u).pow(2).sum(dim=(2, 3)) + spare / ch  # (m, C)
+        radius = mass.sqrt()
+        meta = _meta_1d(m, length, gen, x.dtype, x.device)  # (m, 1, length)
+        signs = (torch.randint(0, 2, (m, ch), generator=gen, device=x.device) * 2 - 1).to(x.dtype)
+        old = delta[b1, :, r1, c1]  # (m, 1, length, C)
+        new = old + meta[..., None] * (signs * radius)[:, None, None, :]
+        new_norm = new.pow(2).sum(dim=(1, 2)).sqrt().clamp_min(1e-12)  # (m, C)
+        new = new * (radius / new_norm)[:, None, None, :]
+        delta = delta * (1 - u)
+        delta[b1, :, r1, c1] = new
+        return self._project(x + delta, x, tail)

@@ -27,6 +27,8 @@ draw, whatever the batch); the view's draws use other seeds.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -212,4 +214,70 @@ class Codec(AudioFrontEnd):
         return f"q{self.quality_db:g}"
 
 
-__all__ = ["AudioFrontEnd", "FrontEndView", "Downsample", "Quantize", "Codec"]
+
+
+@dataclass(frozen=True)
+class BallPGDAT:
+    """PGD adversarial training (Madry et al. 2018) under a per-sample ball such as
+    ``DbBall(-30)``: the core's :class:`robustlab.defenses.training.PGDAT` for threats that have
+    no scalar eps, only ``radius(x)`` (the threat protocol's per-sample radius).
+
+    Each training step replaces the batch by the last iterate of ``steps`` PGD steps on
+    cross-entropy (random start, step ``step_scale * radius(x) / steps`` per clip), found by the
+    core's training PGD (:func:`robustlab.defenses.training.recipes.perturb`), and returns the
+    cross-entropy there. Cost per step: steps + 1 forward+backward passes.
+
+    Args:
+        threat: a ball with ``norm``, ``radius(x)`` and ``scaled(factor)`` (DbBall, SnrBall).
+        steps: PGD steps per batch.
+        step_scale: PGD step length as a multiple of radius / steps (2.5: Madry et al.).
+        random_start: start each PGD run at a uniform point of the ball.
+        warmup: every radius grows linearly from 0 over this fraction of training (the core's
+            eps ramp; in dB the budget rises from -inf to ``threat``'s).
+        augment: optional ``augment(x, generator) -> x`` applied to the clean batch first
+            (speed, shift, gain: see ``scripts/train_kws.py``).
+    """
+
+    threat: Any
+    steps: int = 7
+    step_scale: float = 2.5
+    random_start: bool = True
+    warmup: float = 0.0
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        from robustlab.threats.lp import check_lp
+
+        check_lp(self.threat)
+        if not callable(getattr(self.threat, "scaled", None)):
+            raise TypeError(f"threat: expected a ball with scaled(factor) (DbBall, SnrBall), "
+                            f"got {type(self.threat).__name__}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps: expected an int >= 1, got {self.steps!r}")
+        if not isinstance(self.step_scale, (int, float)) or not self.step_scale > 0:
+            raise ValueError(f"step_scale: expected a number > 0, got {self.step_scale!r}")
+        if not isinstance(self.warmup, (int, float)) or not 0.0 <= self.warmup <= 1.0:
+            raise ValueError(f"warmup: expected a fraction of training in [0, 1], got {self.warmup!r}")
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
+             progress: float) -> Tensor:
+        """Cross-entropy of ``model`` on PGD points of (B, 1, T) clips ``x``; scalar tensor."""
+        from robustlab.defenses.training.recipes import perturb, ramp
+
+        if self.augment is not None:
+            x = self.augment(x, generator)
+        f = ramp(progress, self.warmup)
+        if f > 0:
+            t = self.threat.scaled(f)
+            step = self.step_scale * t.radius(x).to(x.dtype) / self.steps
+            x = perturb(model, t, x, y, generator, steps=self.steps, step_size=step,
+                        random_start=self.random_start)
+        return F.cross_entropy(model(x), y)
+
+    def spec(self) -> str:
+        aug = getattr(self.augment, "__name__", type(self.augment).__name__) if self.augment is not None else None
+        return (f"ballpgdat:{self.threat.spec()}:steps={self.steps}:scale={self.step_scale}"
+                f":rs={int(self.random_start)}:warmup={self.warmup}:augment={aug}")
+
+
+__all__ = ["AudioFrontEnd", "FrontEndView", "Downsample", "Quantize", "Codec", "BallPGDAT"]

@@ -56,17 +56,11 @@ def ensemble(version: str, threat: LpBall) -> list[Attack]:
     """The attacks of AutoAttack's ``version`` ("standard", "plus" or "rand") for ``threat``,
     in the order they run.
 
-    A ball with a per-sample radius (a dB budget on audio, a state-scaled ball) gets the gradient
-    part of the version (APGD-CE and APGD-T for standard): FAB's minimum-norm search and
-    Square's image windows need a scalar eps and (N, C, H, W) images.
+    A ball with a per-sample radius (a dB budget on audio, an SNR budget, ...) gets the same
+    attacks: each takes ``threat.radius(x)`` as its per-sample eps (FAB's bound and restart
+    radius, Square's window values), and Square searches signals (N, C, T) with runs of samples.
     """
     check_lp(threat)
-    if not isinstance(threat, LpBall):
-        if version not in ENSEMBLES:
-            raise ValueError(f"version: expected one of {ENSEMBLES}, got {version!r}")
-        eot = {"eot_iter": 20} if version == "rand" else {}
-        return [APGD(threat, loss="ce", **eot), APGDT(threat, n_target_classes=9)] if version != "rand" else \
-            [APGD(threat, loss="ce", **eot), APGD(threat, loss="dlr", **eot)]
     if version == "standard":
         if threat.norm == "l1":
             return [APGD(threat, loss="ce", restarts=5, large_reps=True),

@@ -95,6 +95,15 @@ class _AudioBall:
     def steepest_direction(self, grad: Tensor, x_adv: Tensor | None = None, sparsity: float = 0.99) -> Tensor:
         return self._lp().steepest_direction(grad, x_adv, sparsity)
 
+    def scaled(self, factor: float) -> "_AudioBall":
+        """The same kind of ball with every clip's radius multiplied by ``factor`` in (0, 1]
+        (an eps ramp): the budget moves by 20 log10(factor) dB."""
+        if not isinstance(factor, (int, float)) or not 0.0 < factor <= 1.0:
+            raise ValueError(f"factor: expected a number in (0, 1], got {factor!r}")
+        if factor == 1.0:
+            return self
+        return self._shifted(20.0 * math.log10(factor))  # type: ignore[attr-defined]
+
     def admits(self, x_adv: Tensor, x: Tensor) -> Tensor:
         """(N,) bool: in the [0, 1] box and within each clip's radius (up to float rounding)."""
         if x_adv.shape != x.shape:
@@ -130,6 +139,9 @@ class DbBall(_AudioBall):
     def spec(self) -> str:
         """The stored and shown form, e.g. "db:-30"."""
         return f"db:{self.db:g}"
+
+    def _shifted(self, delta_db: float) -> DbBall:
+        return DbBall(self.db + delta_db)
 
     def radius(self, x: Tensor) -> Tensor:
         """(N,) float32 Linf radius in x units: 10^(db/20) * max|w| / 2, with w = 2x - 1."""
@@ -171,6 +183,9 @@ class SnrBall(_AudioBall):
 
     def spec(self) -> str:
         return f"snr:{self.snr:g}"
+
+    def _shifted(self, delta_db: float) -> SnrBall:
+        return SnrBall(self.snr - delta_db)
 
     def radius(self, x: Tensor) -> Tensor:
         """(N,) float32 L2 radius in x units: 10^(-snr/20) * ||w||_2 / 2, with w = 2x - 1."""
