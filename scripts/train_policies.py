@@ -359,7 +359,7 @@ def main(argv=None):
     card = {"name": name, "env": ENV, "gymnasium": __import__("gymnasium").__version__, "algorithm": args.algo,
             "robust": args.robust, "recipe": recipe, "seed": args.seed,
             "command": "python scripts/train_policies.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "wall_seconds": round(seconds, 1), "selection_score": best,
+            "wall_seconds": round(seconds, 1), "cpu_seconds": round(time.process_time(), 1), "selection_score": best,
             "clean_return_mean_seeds_0_99": float(returns.mean()), "clean_return_min_seeds_0_99": float(returns.min()),
             "state_std": [round(float(v), 6) for v in policy.state_std]}
     (args.out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
