@@ -41,6 +41,7 @@ def main(argv=None) -> None:
     p.add_argument("--eps", type=float, default=0.4, help="state-scaled Linf radius (victim's std units)")
     p.add_argument("--iterations", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gamma", type=float, default=0.99, help="the adversary's discount")
     p.add_argument("--episodes", type=int, default=20, help="measuring episodes (seeds 0..N-1) for the card")
     p.add_argument("--out", type=Path, default=WEIGHTS)
     args = p.parse_args(argv)
@@ -48,7 +49,8 @@ def main(argv=None) -> None:
     victim = rl.models.load(args.victim)
     ball = StateBall(args.eps).bind(victim.state_std)
     t0, c0 = time.time(), time.process_time()
-    adversary = train_adversary(victim, ball, iterations=args.iterations, seed=args.seed, log=log)
+    adversary = train_adversary(victim, ball, iterations=args.iterations, seed=args.seed, gamma=args.gamma,
+                                log=log)
     wall, cpu = time.time() - t0, time.process_time() - c0
     name = f"{args.victim}-adversary"
     seeds = range(args.episodes)
@@ -63,7 +65,7 @@ def main(argv=None) -> None:
     card = {"name": name, "env": "CartPole-v1", "gymnasium": __import__("gymnasium").__version__,
             "algorithm": "double DQN on the adversary's MDP (targets reached at the corners of the ball)",
             "victim": args.victim, "threat": f"state:{args.eps:g}", "scale": [round(float(v), 6) for v in victim.state_std],
-            "seed": args.seed, "iterations": args.iterations, "parallel_episodes": 16,
+            "seed": args.seed, "iterations": args.iterations, "gamma": args.gamma, "parallel_episodes": 16,
             "command": "python scripts/train_cartpole_adversary.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
             "cpu_note": "process CPU time (time.process_time); wall inflated by other jobs sharing 2 cores",
