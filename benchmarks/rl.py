@@ -28,9 +28,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ENV = "CartPole-v1"
 
 
-def attacks_for(model: str, timed: str) -> list[str]:
-    names = ["fgsm", "pgd", "pgd-action0", "pgd-action1"] + [f"timed{float(t):g}-pgd" for t in timed.split(",")]
-    return names + (["min-q"] if "dqn" in model else [])
+def attacks_for(model: str, timed: str, extra: str = "") -> list[str]:
+    """fgsm, pgd, the steady pushes, min-q (DQN), the timed attacks (``timed``: thresholds, or
+    THRESHOLD:INNER such as 0.2:learned:cartpole-ppo-adversary), and ``extra`` names."""
+    names = ["fgsm", "pgd", "pgd-action0", "pgd-action1"]
+    for t in filter(None, timed.split(",")):
+        thr, _, inner = t.partition(":")
+        names.append(f"timed{float(thr):g}-{inner or 'pgd'}")
+    return names + (["min-q"] if "dqn" in model else []) + [e for e in extra.split(",") if e]
 
 
 def curves(args) -> None:
@@ -44,14 +49,14 @@ def curves(args) -> None:
         std = rl.models.load(args.scale_from).state_std if args.scale_from else policy.state_std
         for eps in [float(e) for e in args.eps.split(",")]:
             t0 = time.time()
-            rep = evaluate_policy(policy, ENV, rl.StateBall(eps).bind(std), attacks_for(model, args.timed),
+            rep = evaluate_policy(policy, ENV, rl.StateBall(eps).bind(std), attacks_for(model, args.timed, args.extra),
                                   episodes=args.episodes, seed=0, model_name=model)
             per = {s.name: s for s in [rep.noise] + rep.attacks}
             full = [s for s in rep.attacks if not s.name.startswith("timed") and s.name != "fgsm"]
             worst = np.min([s.returns for s in full], axis=0)
             data["points"][f"{eps:g}"] = {
                 "clean": rep.clean.mean_return, "scale": rep.scale, "episodes": rep.episodes,
-                **{k: {"mean": s.mean_return, "min": min(s.returns), "attacked": s.attacked_fraction,
+                **{k: {"mean": s.mean_return, "min": min(s.returns), "attacked": s.attacked_fraction, "returns": s.returns,
                        "fwd_per_step": sum(s.forward) / max(sum(s.steps), 1),
                        "bwd_per_step": sum(s.backward) / max(sum(s.steps), 1)} for k, s in per.items()},
                 "worst": {"mean": float(worst.mean()), "min": float(worst.min())},
@@ -123,27 +128,50 @@ def table(args) -> None:
              "likewise `cartpole-dqn-robust --timed 0.2`, `--scale-from cartpole-dqn`),",
              "`python benchmarks/rl.py speed --model cartpole-dqn --episodes 100 --pgd-episodes 30 --speed-eps 0.4`,",
              "`python benchmarks/rl.py table`.", "",
-             "## Headline (state:0.4, 20 episodes)", "",
-             "| policy | clean | noise | worst attack | issue target |", "|---|---|---|---|---|",
-             "| cartpole-dqn | 500 | 500 | 29.9 (PGD flip 99.7; timed0.2 70.9 on 8% of steps) | < 100 with noise > 450: met |",
-             "| cartpole-ppo | 500 | 500 | 163.1 (PGD towards action 1) | < 100: not met (128 at 0.8) |",
-             "| cartpole-ppo-robust | 500 | 500 | 500.0 own units; 406.5 in the vanilla's units | >= 400, clean >= 490: met |",
-             "| cartpole-dqn-robust | 500 | 483 | 208.9 own units; 193.4 in the vanilla's units | >= 400: not met (7x the vanilla's 29.9) |",
-             "", "Rollout speed: batched 28.5x a gymnasium loop, clean (goal >= 5x: met); 3.0x with PGD-10 on every step.",
-             ""]
+             "## Headline (state:0.4, 20 episodes; computed from the JSON files)", "",
+             "| policy | ball units | clean | noise | worst attack (strongest single attack) | best timed attack (share of steps) "
+             "| issue target |", "|---|---|---|---|---|---|---|"]
+    for path in sorted(RESULTS.glob("rl-cartpole-*.json")):
+        data = json.loads(path.read_text())
+        p = data["points"].get("0.4")
+        if p is None:
+            continue
+        model, _, units = data["model"].partition("@")
+        full = {k: v for k, v in p.items() if isinstance(v, dict) and k not in ("worst", "noise", "fgsm")
+                and not k.startswith("timed")}
+        strongest = min(full, key=lambda k: full[k]["mean"])
+        timed = {k: v for k, v in p.items() if isinstance(v, dict) and k.startswith("timed")}
+        best_t = min(timed, key=lambda k: timed[k]["mean"]) if timed else None
+        tcell = f"{best_t} {timed[best_t]['mean']:.1f} ({100 * timed[best_t]['attacked']:.0f}%)" if best_t else "-"
+        w, noise = p["worst"]["mean"], p["noise"]["mean"]
+        if "robust" in model:
+            ok = w >= 400 and p["clean"] >= 490
+            goal = f">= 400 under attack, clean >= 490: {'met' if ok else 'not met'}"
+        else:
+            ok = w < 100 and noise > 450
+            goal = f"< 100 with noise > 450: {'met' if ok else 'not met'}"
+        lines.append(f"| {model} | {units or 'own'} | {p['clean']:.1f} | {noise:.1f} | {w:.1f} ({strongest} "
+                     f"{full[strongest]['mean']:.1f}) | {tcell} | {goal} |")
+    lines += ["", "`worst` is the per-episode minimum over the full-time attacks (the adversary picks its attack per "
+              "episode); 'own' units: the policy's own state std, the default of `evaluate_policy`.", ""]
     for path in sorted(RESULTS.glob("rl-cartpole-*.json")):
         data = json.loads(path.read_text())
         pts = data["points"]
         if not pts:
             continue
         any_pt = next(iter(pts.values()))
-        cols = [k for k in any_pt if isinstance(any_pt[k], dict) and k != "worst"]
+        cols: list[str] = []
+        for pt in pts.values():
+            cols += [k for k in pt if isinstance(pt[k], dict) and k != "worst" and k not in cols]
         lines += [f"## {data['model']} ({any_pt['episodes']} episodes per point)", "",
                   "| eps | clean | " + " | ".join(cols) + " | worst |", "|---" * (len(cols) + 3) + "|"]
         for eps in sorted(pts, key=float):
             p = pts[eps]
             cells = []
             for c in cols:
+                if c not in p:
+                    cells.append("-")
+                    continue
                 cell = f"{p[c]['mean']:.1f}"
                 if c.startswith("timed"):
                     cell += f" ({100 * p[c]['attacked']:.0f}%)"
@@ -173,7 +201,9 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--pgd-episodes", type=int, default=10)
     p.add_argument("--speed-eps", type=float, default=0.5)
-    p.add_argument("--timed", default="0.2", help="thresholds of the timed attacks, e.g. 0.2,0.6")
+    p.add_argument("--timed", default="0.2", help="thresholds of the timed attacks, e.g. 0.2,0.6 (THRESHOLD:INNER "
+                   "attacks with INNER, e.g. 0.1:learned:cartpole-ppo-adversary)")
+    p.add_argument("--extra", default="", help="more attack names, e.g. learned:cartpole-ppo-adversary")
     args = p.parse_args()
     torch.set_num_threads(1)
     {"curves": curves, "speed": speed, "table": table}[args.what](args)

@@ -144,10 +144,25 @@ def train_dqn(args, init=None, scale=None):
     next_seed = 10_000_000 * (args.seed + 1)
     obs = env.reset(range(next_seed, next_seed + n_env)); next_seed += n_env
     best, best_state, t0 = -1.0, None, time.time()
-    robust_fn = (lambda p: pgd_return(p, scale, args.select_eps or args.eps)) if args.robust else None
+    robust_fn = (lambda p: pgd_return(p, scale, args.select_eps or args.eps, SELECT_SEEDS[:args.select_episodes])) \
+        if args.robust else None
     explore = args.explore_steps if init is None else 1
     adversary = Adversary(n_env, scale, args.seed, args.attack_steps) if args.robust and args.attack_steps else None
-    for it in range(1, args.iters + 1):
+    first, seconds_before = 1, 0.0
+    if args.checkpoint is not None and args.checkpoint.is_file():  # resume where a cut-off run stopped
+        ck = torch.load(args.checkpoint, weights_only=False)
+        q.load_state_dict(ck["q"]); target.load_state_dict(ck["target"]); opt.load_state_dict(ck["opt"])
+        buf_o, buf_a, buf_r, buf_o2, buf_d = ck["buffer"]
+        size, ptr, next_seed, best, best_state = ck["size"], ck["ptr"], ck["next_seed"], ck["best"], ck["best_state"]
+        g.set_state(ck["gen"]); rng.bit_generator.state = ck["rng"]; torch.set_rng_state(ck["torch_rng"])
+        if adversary is not None:
+            adversary.rng.bit_generator.state = ck["adv_rng"]
+            adversary.mode = ck["adv_mode"]
+        first, seconds_before = ck["it"] + 1, ck["seconds"]
+        obs = env.reset(range(next_seed, next_seed + n_env)); next_seed += n_env
+        log(f"resumed from {args.checkpoint} at iteration {ck['it']} (best {best:.1f})")
+    t0 -= seconds_before
+    for it in range(first, args.iters + 1):
         steps_done = it * n_env
         ramp = min(1.0, it / (0.3 * args.iters))
         eps_greedy = max(args.eps_final, 1.0 - steps_done / explore) if init is None else args.eps_final
@@ -158,9 +173,11 @@ def train_dqn(args, init=None, scale=None):
         act = torch.where(torch.from_numpy(rng.random(n_env) < eps_greedy), rand, greedy)
         obs2, rew, term, trunc = env.step(act)
         idx = torch.arange(ptr, ptr + n_env) % cap
-        # robust: the agent learns the value of acting on what it was shown (targets from clean states)
-        buf_o[idx], buf_a[idx], buf_r[idx], buf_o2[idx], buf_d[idx] = seen, act, shaped(rew, obs2, args.center), \
-            obs2, term.float()
+        # robust: the agent learns the value of acting on what it was shown (targets from clean states);
+        # --store-clean (SA-DQN): the true state and the action taken are stored, the attack only
+        # decides which states the rollouts visit
+        buf_o[idx], buf_a[idx], buf_r[idx], buf_o2[idx], buf_d[idx] = obs if args.store_clean else seen, act, \
+            shaped(rew, obs2, args.center), obs2, term.float()
         ptr = (ptr + n_env) % cap; size = min(size + n_env, cap)
         done = np.flatnonzero(env.done)
         if len(done) and adversary is not None:
@@ -168,7 +185,7 @@ def train_dqn(args, init=None, scale=None):
         if len(done):
             obs2 = env.restart(done, range(next_seed, next_seed + len(done))); next_seed += len(done)
         obs = obs2
-        if size < 1000:
+        if size < args.warmup:
             continue
         for _ in range(2):
             b = torch.randint(0, size, (args.batch,), generator=g)
@@ -188,7 +205,17 @@ def train_dqn(args, init=None, scale=None):
             if score >= best:
                 best, best_state = score, {k: v.clone() for k, v in q.state_dict().items()}
             log(f"dqn it {it} steps {steps_done} eps-greedy {eps_greedy:.3f} loss {loss.item():.4f} "
-                f"select {score:.1f} best {best:.1f} ({time.time() - t0:.0f}s)")
+                f"select {score:.1f} best {best:.1f} ({time.time() - t0:.0f}s, cpu {time.process_time():.0f}s)")
+            if args.checkpoint is not None:
+                tmp = args.checkpoint.with_suffix(".tmp")
+                torch.save({"q": q.state_dict(), "target": target.state_dict(), "opt": opt.state_dict(),
+                            "buffer": (buf_o, buf_a, buf_r, buf_o2, buf_d), "size": size, "ptr": ptr,
+                            "next_seed": next_seed, "best": best, "best_state": best_state, "gen": g.get_state(),
+                            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                            "adv_rng": adversary.rng.bit_generator.state if adversary is not None else None,
+                            "adv_mode": adversary.mode if adversary is not None else None, "it": it,
+                            "seconds": time.time() - t0}, tmp)
+                tmp.replace(args.checkpoint)
     return best_state, best, time.time() - t0
 
 
@@ -215,7 +242,8 @@ def train_ppo(args, init=None, scale=None):
     next_seed = 10_000_000 * (args.seed + 1)
     obs = env.reset(range(next_seed, next_seed + n_env)); next_seed += n_env
     best, best_state, t0 = -1.0, None, time.time()
-    robust_fn = (lambda p: pgd_return(p, scale, args.select_eps or args.eps)) if args.robust else None
+    robust_fn = (lambda p: pgd_return(p, scale, args.select_eps or args.eps, SELECT_SEEDS[:args.select_episodes])) \
+        if args.robust else None
     adversary = Adversary(n_env, scale, args.seed, args.attack_steps) if args.robust and args.attack_steps else None
     for it in range(1, args.iters + 1):
         frac = 1.0 - (it - 1) / args.iters
@@ -284,6 +312,11 @@ def main(argv=None):
     p.add_argument("--margin", type=float, default=1.0, help="margin the hinge asks of the greedy action")
     p.add_argument("--center", type=float, default=0.0, help="reward shaping: minus CENTER * (x / 2.4)^2 per step")
     p.add_argument("--attack-steps", type=int, default=5, help="PGD steps of the attacks in robust training rollouts (0: clean rollouts)")
+    p.add_argument("--store-clean", action="store_true",
+                   help="DQN: store the true state in the replay buffer, not the attacked observation (SA-DQN)")
+    p.add_argument("--warmup", type=int, default=1000, help="DQN: transitions collected before the first update")
+    p.add_argument("--select-episodes", type=int, default=20, help="selection episodes under each attack")
+    p.add_argument("--checkpoint", type=Path, default=None, help="DQN: save here at every evaluation; resume from it")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -326,7 +359,7 @@ def main(argv=None):
     card = {"name": name, "env": ENV, "gymnasium": __import__("gymnasium").__version__, "algorithm": args.algo,
             "robust": args.robust, "recipe": recipe, "seed": args.seed,
             "command": "python scripts/train_policies.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "wall_seconds": round(seconds, 1), "selection_score": best,
+            "wall_seconds": round(seconds, 1), "cpu_seconds": round(time.process_time(), 1), "selection_score": best,
             "clean_return_mean_seeds_0_99": float(returns.mean()), "clean_return_min_seeds_0_99": float(returns.min()),
             "state_std": [round(float(v), 6) for v in policy.state_std]}
     (args.out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")

@@ -14,6 +14,9 @@ The attacks:
                     ``target="min-q"``, that makes a DQN take the action its own critic values
                     least on the clean observation (the critic-guided attack of Pattanaik et al.
                     2018; with two actions it is the same action as the untargeted one).
+    Steered         PGD towards the action a learned adversary picks for this observation (Zhang
+                    et al. 2021: an adversary trained by RL against the fixed policy, see
+                    ``attacks.policy_adversary``), on every step.
     Timed           the strategically-timed attack (Lin et al. 2017): attack only the steps where
                     the policy's preference gap max(p) - min(p) of softmax(scores / T) is at
                     least ``threshold``, with any of the above.
@@ -24,7 +27,7 @@ does, and returned per observation so that each episode's cost is known.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Callable, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -261,12 +264,76 @@ class Timed:
         return ObsAttackResult(x, chosen, fwd, bwd)
 
 
+@dataclass(frozen=True)
+class Steered:
+    """PGD towards a target action chosen per observation by ``chooser`` (a learned adversary).
+
+    Args:
+        chooser: obs (N, D) raw units -> (N, A) scores over the victim's actions (the argmax is the
+            target; e.g. a ``PolicyNet`` from ``attacks.policy_adversary.train_adversary``) or
+            directly (N,) int64 target actions.
+        label: the attack's name in reports ("learned:cartpole-ppo-adversary").
+        steps / step_size: the PGD towards each target (as ``ObsPGD``).
+    The chooser's own forward passes are not the victim's and are not counted; the victim's
+    are, as in ``ObsPGD``.
+    """
+
+    chooser: Callable[[Tensor], Tensor]
+    label: str = "steered"
+    steps: int = 10
+    step_size: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not callable(self.chooser):
+            raise TypeError(f"chooser: expected a callable obs -> scores or actions, got {type(self.chooser).__name__}")
+        ObsPGD(steps=self.steps, step_size=self.step_size)  # validates steps and step_size
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    def n_random(self, obs_dim: int) -> int:
+        return obs_dim
+
+    def targets(self, obs: Tensor) -> Tensor:
+        """(N,) int64 the action the chooser wants at each observation."""
+        with torch.no_grad():
+            out = self.chooser(obs)
+        if out.dim() == 2:
+            out = out.argmax(dim=1)
+        if out.shape != (obs.shape[0],):
+            raise ValueError(f"chooser: expected scores (N, A) or actions (N,) for N={obs.shape[0]}, got {tuple(out.shape)}")
+        return out.to(torch.int64)
+
+    def __call__(self, policy: nn.Module, obs: Tensor, ball: StateBall, u: Tensor | None = None) -> ObsAttackResult:
+        _check_call(obs, ball, u, obs.shape[1])
+        n = obs.shape[0]
+        x = obs.clone()
+        attacked = torch.ones(n, dtype=torch.bool, device=obs.device) & (ball.eps > 0)
+        fwd, bwd = _zeros(n, obs.device), _zeros(n, obs.device)
+        if n == 0:
+            return ObsAttackResult(x, attacked, fwd, bwd)
+        goal = self.targets(obs)
+        for t in goal.unique().tolist():
+            sel = goal == t
+            res = ObsPGD(steps=self.steps, step_size=self.step_size, target=int(t))(policy, obs[sel], ball, u[sel])  # type: ignore[index]
+            x[sel], fwd[sel], bwd[sel] = res.obs_adv, res.forward, res.backward
+        return ObsAttackResult(x, attacked, fwd, bwd)
+
+
 def parse_policy_attack(name: str) -> ObsAttack:
     """Attacks by name: "pgd", "pgd-20", "fgsm", "min-q", "noise", "noise-corners",
-    "pgd-action0" (PGD towards a fixed action), "timed-pgd" (threshold 0.5), "timed0.2-pgd" (0.2)."""
+    "pgd-action0" (PGD towards a fixed action), "timed-pgd" (threshold 0.5), "timed0.2-pgd" (0.2),
+    "learned:ZOO_NAME" (PGD steered by the shipped adversary ZOO_NAME, e.g.
+    "learned:cartpole-ppo-adversary")."""
     if not isinstance(name, str):
         raise TypeError(f"attacks: expected attack names, got {type(name).__name__}")
     n = name.strip().lower()
+    if n.startswith("learned:"):
+        from robustlab.models import load
+
+        zoo_name = n.partition(":")[2]
+        return Steered(load(zoo_name), label=f"learned:{zoo_name}")
     if n.startswith("timed"):
         head, _, rest = n.partition("-")
         thr = float(head[5:]) if head[5:] else 0.5
@@ -285,4 +352,4 @@ def parse_policy_attack(name: str) -> ObsAttack:
             raise ValueError(f"attacks: expected pgd or pgd-STEPS, got {name!r}")
         return ObsPGD(steps=steps)
     raise ValueError(f"attacks: unknown policy attack {name!r}; expected fgsm, pgd[-STEPS], min-q, noise, "
-                     "noise-corners, timed[THRESHOLD]-ATTACK")
+                     "noise-corners, timed[THRESHOLD]-ATTACK, learned:ZOO_NAME")

@@ -65,8 +65,10 @@ def policy_from_state(state: Mapping[str, Tensor], kind: str) -> PolicyNet:
 
 
 def load_policy(entry, state: Mapping[str, Tensor] | None) -> PolicyNet:
-    """Zoo loader for the shipped policies ("cartpole-dqn", "cartpole-ppo-robust", ...)."""
+    """Zoo loader for the shipped policies ("cartpole-dqn", "cartpole-ppo-robust", ...) and the
+    learned adversaries ("cartpole-ppo-adversary": Q-values over the victim's actions, kind "dqn")."""
     if state is None:
         raise FileNotFoundError(f"name: weights for {entry.name!r} are missing from the package; "
                                 "train them with scripts/train_policies.py")
-    return policy_from_state(state, kind="ppo" if "ppo" in entry.name else "dqn")
+    adversary = entry.name.endswith("-adversary")
+    return policy_from_state(state, kind="ppo" if "ppo" in entry.name and not adversary else "dqn")
