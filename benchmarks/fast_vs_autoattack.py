@@ -53,23 +53,47 @@ def run_fast(model: CountingModel, x, y, threat, seed: int, batch_size: int) -> 
 def run_standard_default(model: CountingModel, x, y, threat, seed: int, batch_size: int) -> dict:
     """The default call a user makes: attacks="standard", diagnostics on."""
     model.reset()
+    c0 = time.process_time()
     t0 = time.time()
     rep = rl.evaluate(model, x, y, threat, attacks="standard", batch_size=batch_size, seed=seed)
     wall = time.time() - t0
-    diag_passes = sum(d.forward_calls + d.backward_calls for d in rep.diagnostics or [])
-    diag_s = sum(d.seconds for d in rep.diagnostics or [])
+    cpu = time.process_time() - c0
+    diags = list(rep.diagnostics or [])
+    diag_passes = sum(d.forward_calls + d.backward_calls for d in diags)
+    diag_s = sum(d.seconds for d in diags)
+    per_check = {d.name: {"status": d.status, "seconds": d.seconds, "passes": d.forward_calls + d.backward_calls}
+                 for d in diags}
     return {"robust_acc": rep.robust_accuracy, "clean_acc": rep.clean_accuracy, "forward": model.forward_calls,
-            "backward": model.backward_calls, "wall": wall, "robust": rep.robust.cpu(),
-            "diagnostics_passes": diag_passes, "diagnostics_seconds": diag_s,
-            "warnings": [d.name for d in rep.diagnostics or [] if d.status == "warn"]}
+            "backward": model.backward_calls, "wall": wall, "cpu": cpu, "robust": rep.robust.cpu(),
+            "diagnostics_passes": diag_passes, "diagnostics_seconds": diag_s, "per_check": per_check,
+            "warnings": [d.name for d in diags if d.status == "warn"]}
 
 
 def run_audit(model: CountingModel, x, y, threat, robust, seed: int) -> dict:
     model.reset()
+    c0 = time.process_time()
     t0 = time.time()
     d = audit_fast(model, x, y, threat, robust.to(x.device), seed=seed)
     return {"status": d.status, "sampled": len(d.details["sampled"]), "broken": len(d.details["broken"]),
-            "forward": model.forward_calls, "backward": model.backward_calls, "wall": time.time() - t0}
+            "forward": model.forward_calls, "backward": model.backward_calls, "wall": time.time() - t0,
+            "cpu": time.process_time() - c0}
+
+
+def load_model(name: str, weights: str | None) -> torch.nn.Module:
+    """The shipped model ``name``, or its architecture with the weights of the file ``weights``."""
+    if weights is None:
+        return rl.models.load(name)
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    from robustlab.models.architectures import BUILDERS
+    from robustlab.models.zoo import ZOO
+
+    model = BUILDERS[ZOO[name].architecture]()
+    model.load_state_dict(load_file(weights), strict=True)
+    print(f"weights: {weights} sha256 {hashlib.sha256(open(weights, 'rb').read()).hexdigest()}")
+    return model.eval()
 
 
 def load_theirs(pattern: str, seed: int, n: int) -> dict:
@@ -101,6 +125,9 @@ def main(argv=None) -> None:
     ap.add_argument("--theirs", default=None, help="saved torchattacks runs, '{seed}' in the path")
     ap.add_argument("--standard", action="store_true", help="also the default evaluate(attacks='standard')")
     ap.add_argument("--audit", action="store_true", help="also the self-audit of each fast run")
+    ap.add_argument("--weights", default=None,
+                    help="safetensors file to load into --model's architecture instead of the shipped weights "
+                         "(a model being retrained elsewhere); its sha256 is printed")
     ap.add_argument("--save", default=None, help="write everything (per-point flags included) to this JSON")
     ap.add_argument("--report", nargs="+", default=None,
                     help="only print the tables from JSON files written by --save (e.g. one per seed)")
@@ -118,7 +145,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     threat = rl.parse_threat(args.threat) if hasattr(rl, "parse_threat") else rl.LpBall.parse(args.threat)
     x, y = rl.data.load(args.dataset, split="test", n=args.n)
-    model = CountingModel(rl.models.load(args.model))
+    model = CountingModel(load_model(args.model, args.weights))
     seeds = [int(s) for s in args.seeds.split(",")]
     cmd = "python benchmarks/fast_vs_autoattack.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"# fast vs AutoAttack: {args.model}, {threat}, first {args.n} {args.dataset} test points\n")
@@ -147,7 +174,8 @@ def main(argv=None) -> None:
         if args.standard:
             res["standard"] = run_standard_default(model, x, y, threat, seed, args.batch_size)
             print(f"seed {seed}: standard+diagnostics {res['standard']['robust_acc']:.2%} "
-                  f"{_passes(res['standard']):,} passes {res['standard']['wall']:.0f} s", flush=True)
+                  f"{_passes(res['standard']):,} passes {res['standard']['wall']:.0f} s "
+                  f"cpu {res['standard']['cpu']:.0f} s; per check {res['standard']['per_check']}", flush=True)
         runs[seed] = res
         if args.save:
             out = {str(s): {k: {kk: (vv.tolist() if isinstance(vv, torch.Tensor) else vv) for kk, vv in v.items()}
@@ -209,9 +237,13 @@ def report(runs: dict[int, dict[str, dict]], threat) -> None:
                 print(f"- seed {s}: {v['status']}, broke {v['broken']} of {v['sampled']} sampled points, "
                       f"{_passes(v):,} passes, {v['wall']:.0f} s{extra}; fast + audit {tot:.3f}x AutoAttack's passes")
             else:
+                if a is not None and "cpu" in v and "cpu" in a:
+                    extra += f", {v['cpu'] / max(a['cpu'], 1e-9):.3f}x its CPU time ({v['cpu']:.0f} s vs {a['cpu']:.0f} s)"
                 print(f"- seed {s}: robust acc {v['robust_acc']:.2%}, {_passes(v):,} passes "
                       f"({v['diagnostics_passes']:,} in diagnostics, {v['diagnostics_seconds']:.0f} s), "
                       f"{v['wall']:.0f} s{extra}; warnings: {v['warnings'] or 'none'}")
+                for name, c in v.get("per_check", {}).items():
+                    print(f"    - {name}: {c['status']}, {c['passes']:,} passes, {c['seconds']:.1f} s")
 
 
 if __name__ == "__main__":
