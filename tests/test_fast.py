@@ -159,3 +159,18 @@ def test_reject_aware_on_a_shipped_detector():
     assert rep.robust_accuracy <= 0.15
     with pytest.raises(ValueError, match="y"):
         fast(view, x[:2], torch.full((2,), k))
+
+
+def test_evaluate_audits_fast_and_catches_a_weakened_preset(std):
+    # The default evaluate call (diagnostics on) adds the fast_audit diagnostic whenever the
+    # attack list holds a FastEval; on a deliberately weakened preset it must warn, and the
+    # weakened preset must really overstate robustness against the shipped `fast` preset.
+    x, y = rl.data.load("mnist", n=60, start=200)
+    threat = rl.LpBall("linf", 0.2)
+    weak = FastEval(threat, steps=1, n_targets=1, extra_runs=0, reject_margin=0.0, square_margin=0.0, seed=0)
+    rep = rl.evaluate(std, x, y, threat, attacks=[weak])
+    audit = {d.name: d for d in rep.diagnostics}["fast_audit"]
+    assert audit.status == "warn" and audit.details["broken"]
+    honest = rl.evaluate(std, x, y, threat, attacks="fast", diagnostics=False)
+    assert honest.robust_accuracy + 0.05 <= rep.robust_accuracy
+    assert not bool((honest.robust & ~rep.robust).any())  # what the real preset leaves, the weak one leaves too
