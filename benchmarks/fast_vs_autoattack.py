@@ -128,7 +128,8 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default="mnist-cnn-at")
     ap.add_argument("--dataset", default="mnist")
     ap.add_argument("--threat", default="linf:0.3")
-    ap.add_argument("--n", type=int, default=1000, help="first N test points")
+    ap.add_argument("--n", type=int, default=1000, help="N test points from --start")
+    ap.add_argument("--start", type=int, default=0, help="first test point (chunks of a larger set)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=500)
@@ -157,11 +158,12 @@ def main(argv=None) -> None:
         return
     torch.set_num_threads(args.threads)
     threat = rl.parse_threat(args.threat) if hasattr(rl, "parse_threat") else rl.LpBall.parse(args.threat)
-    x, y = rl.data.load(args.dataset, split="test", n=args.n)
+    x, y = rl.data.load(args.dataset, split="test", n=args.n, start=args.start)
     model = CountingModel(load_model(args.model, args.weights))
     seeds = [int(s) for s in args.seeds.split(",")]
     cmd = "python benchmarks/fast_vs_autoattack.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(f"# fast vs AutoAttack: {args.model}, {threat}, first {args.n} {args.dataset} test points\n")
+    print(f"# fast vs AutoAttack: {args.model}, {threat}, {args.dataset} test points {args.start}.."
+          f"{args.start + args.n - 1}\n")
     print(f"command: {cmd}")
     print("wall s is elapsed time; cpu s is this process's CPU time (1 thread), the fairer figure on a "
           "machine shared with other jobs")
@@ -198,7 +200,8 @@ def main(argv=None) -> None:
             out = {str(s): {k: {kk: (vv.tolist() if isinstance(vv, torch.Tensor) else vv) for kk, vv in v.items()}
                             for k, v in r.items()} for s, r in runs.items()}
             with open(args.save, "w") as fh:
-                json.dump({"command": cmd, "model": args.model, "threat": str(threat), "n": args.n, "runs": out}, fh)
+                json.dump({"command": cmd, "model": args.model, "threat": str(threat), "n": args.n,
+                           "start": args.start, "runs": out}, fh)
     report(runs, threat)
 
 
