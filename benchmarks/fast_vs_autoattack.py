@@ -119,6 +119,26 @@ def load_theirs(pattern: str, seed: int, n: int) -> dict:
     raise SystemExit(f"--theirs: no torchattacks run in {path}")
 
 
+def _join(parts: list[dict[str, dict]]) -> dict[str, dict]:
+    """One seed's results on disjoint chunks of points, as if run on their union."""
+    out: dict[str, dict] = {}
+    for key in parts[0]:
+        vs = [p[key] for p in parts if key in p]
+        if len(vs) < len(parts):
+            continue  # a side that not every chunk ran
+        j = dict(vs[0])
+        for f in ("forward", "backward", "wall", "cpu", "sampled", "broken"):
+            if all(isinstance(v.get(f), (int, float)) for v in vs):
+                j[f] = sum(v[f] for v in vs)
+        if "robust" in j:
+            j["robust"] = torch.cat([v["robust"].bool() for v in vs])
+            j["robust_acc"] = float(j["robust"].float().mean())
+        if key == "audit":
+            j["status"] = "warn" if any(v["status"] == "warn" for v in vs) else "pass"
+        out[key] = j
+    return out
+
+
 def _passes(r: dict) -> int:
     return int(r["forward"] + r["backward"])
 
@@ -147,14 +167,27 @@ def main(argv=None) -> None:
                     help="only print the tables from JSON files written by --save (e.g. one per seed)")
     args = ap.parse_args(argv)
     if args.report:
-        runs = {}
+        # Files of the same seed on disjoint chunks (--start) are joined: per-point flags
+        # concatenated, passes, wall and CPU seconds summed, robust accuracy over all points.
+        chunks: dict[int, list[dict]] = {}
+        spans: dict[int, set[int]] = {}
+        covered: list[tuple[int, int]] = []
         for path in args.report:
             saved = json.load(open(path))
             print(f"from {path}: {saved['command']}")
+            start, n = saved.get("start", 0), saved["n"]
+            covered.append((start, n))
             for s, r in saved["runs"].items():
-                runs[int(s)] = {k: dict(v, robust=torch.tensor(v["robust"])) if "robust" in v else v
-                                for k, v in r.items()}
-        report(dict(sorted(runs.items())), None)
+                seen = spans.setdefault(int(s), set())
+                if seen & set(range(start, start + n)):
+                    raise SystemExit(f"--report: seed {s} has two runs on the same points ({path})")
+                seen |= set(range(start, start + n))
+                chunks.setdefault(int(s), []).append(
+                    {k: dict(v, robust=torch.tensor(v["robust"])) if "robust" in v else v for k, v in r.items()})
+        runs = {s: _join(parts) for s, parts in sorted(chunks.items())}
+        pts = sorted(set(covered))
+        print(f"points: {', '.join(f'{a}..{a + n - 1}' for a, n in pts)} ({sum(n for _, n in pts)} in all)")
+        report(runs, None)
         return
     torch.set_num_threads(args.threads)
     threat = rl.parse_threat(args.threat) if hasattr(rl, "parse_threat") else rl.LpBall.parse(args.threat)
