@@ -79,8 +79,9 @@ def run_audit(model: CountingModel, x, y, threat, robust, seed: int) -> dict:
             "cpu": time.process_time() - c0}
 
 
-def load_model(name: str, weights: str | None) -> torch.nn.Module:
-    """The shipped model ``name``, or its architecture with the weights of the file ``weights``."""
+def load_model(name: str, weights: str | None, arch: str | None = None) -> torch.nn.Module:
+    """The shipped model ``name``, or its architecture (``arch``, default the zoo entry's) with
+    the weights of the file ``weights`` (a model not shipped yet needs ``arch``)."""
     if weights is None:
         return rl.models.load(name)
     import hashlib
@@ -90,7 +91,9 @@ def load_model(name: str, weights: str | None) -> torch.nn.Module:
     from robustlab.models.architectures import BUILDERS
     from robustlab.models.zoo import ZOO
 
-    model = BUILDERS[ZOO[name].architecture]()
+    if arch is None and name not in ZOO:
+        raise SystemExit(f"--arch: {name!r} is not in the zoo; name its architecture (e.g. mnist_cnn)")
+    model = BUILDERS[arch or ZOO[name].architecture]()
     model.load_state_dict(load_file(weights), strict=True)
     print(f"weights: {weights} sha256 {hashlib.sha256(open(weights, 'rb').read()).hexdigest()}")
     return model.eval()
@@ -162,6 +165,7 @@ def main(argv=None) -> None:
     ap.add_argument("--weights", default=None,
                     help="safetensors file to load into --model's architecture instead of the shipped weights "
                          "(a model being retrained elsewhere); its sha256 is printed")
+    ap.add_argument("--arch", default=None, help="architecture for --weights (default: the zoo entry's)")
     ap.add_argument("--save", default=None, help="write everything (per-point flags included) to this JSON")
     ap.add_argument("--report", nargs="+", default=None,
                     help="only print the tables from JSON files written by --save (e.g. one per seed)")
@@ -192,7 +196,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     threat = rl.parse_threat(args.threat) if hasattr(rl, "parse_threat") else rl.LpBall.parse(args.threat)
     x, y = rl.data.load(args.dataset, split="test", n=args.n, start=args.start)
-    model = CountingModel(load_model(args.model, args.weights))
+    model = CountingModel(load_model(args.model, args.weights, args.arch))
     seeds = [int(s) for s in args.seeds.split(",")]
     cmd = "python benchmarks/fast_vs_autoattack.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"# fast vs AutoAttack: {args.model}, {threat}, {args.dataset} test points {args.start}.."
