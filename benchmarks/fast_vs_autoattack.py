@@ -53,28 +53,66 @@ def run_fast(model: CountingModel, x, y, threat, seed: int, batch_size: int) -> 
 def run_standard_default(model: CountingModel, x, y, threat, seed: int, batch_size: int) -> dict:
     """The default call a user makes: attacks="standard", diagnostics on."""
     model.reset()
+    c0 = time.process_time()
     t0 = time.time()
     rep = rl.evaluate(model, x, y, threat, attacks="standard", batch_size=batch_size, seed=seed)
     wall = time.time() - t0
-    diag_passes = sum(d.forward_calls + d.backward_calls for d in rep.diagnostics or [])
-    diag_s = sum(d.seconds for d in rep.diagnostics or [])
+    cpu = time.process_time() - c0
+    diags = list(rep.diagnostics or [])
+    diag_passes = sum(d.forward_calls + d.backward_calls for d in diags)
+    diag_s = sum(d.seconds for d in diags)
+    per_check = {d.name: {"status": d.status, "seconds": d.seconds, "passes": d.forward_calls + d.backward_calls}
+                 for d in diags}
     return {"robust_acc": rep.robust_accuracy, "clean_acc": rep.clean_accuracy, "forward": model.forward_calls,
-            "backward": model.backward_calls, "wall": wall, "robust": rep.robust.cpu(),
-            "diagnostics_passes": diag_passes, "diagnostics_seconds": diag_s,
-            "warnings": [d.name for d in rep.diagnostics or [] if d.status == "warn"]}
+            "backward": model.backward_calls, "wall": wall, "cpu": cpu, "robust": rep.robust.cpu(),
+            "diagnostics_passes": diag_passes, "diagnostics_seconds": diag_s, "per_check": per_check,
+            "warnings": [d.name for d in diags if d.status == "warn"]}
 
 
 def run_audit(model: CountingModel, x, y, threat, robust, seed: int) -> dict:
     model.reset()
+    c0 = time.process_time()
     t0 = time.time()
     d = audit_fast(model, x, y, threat, robust.to(x.device), seed=seed)
     return {"status": d.status, "sampled": len(d.details["sampled"]), "broken": len(d.details["broken"]),
-            "forward": model.forward_calls, "backward": model.backward_calls, "wall": time.time() - t0}
+            "forward": model.forward_calls, "backward": model.backward_calls, "wall": time.time() - t0,
+            "cpu": time.process_time() - c0}
+
+
+def load_model(name: str, weights: str | None, arch: str | None = None) -> torch.nn.Module:
+    """The shipped model ``name``, or its architecture (``arch``, default the zoo entry's) with
+    the weights of the file ``weights`` (a model not shipped yet needs ``arch``)."""
+    if weights is None:
+        return rl.models.load(name)
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    from robustlab.models.architectures import BUILDERS
+    from robustlab.models.zoo import ZOO
+
+    if arch is None and name not in ZOO:
+        raise SystemExit(f"--arch: {name!r} is not in the zoo; name its architecture (e.g. mnist_cnn)")
+    model = BUILDERS[arch or ZOO[name].architecture]()
+    model.load_state_dict(load_file(weights), strict=True)
+    print(f"weights: {weights} sha256 {hashlib.sha256(open(weights, 'rb').read()).hexdigest()}")
+    return model.eval()
 
 
 def load_theirs(pattern: str, seed: int, n: int) -> dict:
+    """A saved torchattacks run: from ``autoattack_compare.py --save`` or from this script's own
+    ``--save`` (then the run of ``seed`` if saved, else its first torchattacks run)."""
     path = pattern.format(seed=seed)
     data = json.load(open(path))
+    if "runs" in data:  # this script's own file
+        if data["n"] != n:
+            raise SystemExit(f"--theirs: {path} has n={data['n']}, not {n}")
+        runs = data["runs"]
+        for s in [str(seed)] + list(runs):
+            if s in runs and "torchattacks" in runs[s]:
+                r = runs[s]["torchattacks"]
+                return dict(r, robust=torch.tensor(r["robust"]), saved=path, aa_seed=int(s))
+        raise SystemExit(f"--theirs: no torchattacks run in {path}")
     for setting in data.values():
         if "torchattacks" in setting:
             r = setting["torchattacks"]
@@ -82,6 +120,26 @@ def load_theirs(pattern: str, seed: int, n: int) -> dict:
                 raise SystemExit(f"--theirs: {path} has n={r['n']}, not {n}")
             return dict(r, robust=torch.tensor(r["robust"]), saved=path)
     raise SystemExit(f"--theirs: no torchattacks run in {path}")
+
+
+def _join(parts: list[dict[str, dict]]) -> dict[str, dict]:
+    """One seed's results on disjoint chunks of points, as if run on their union."""
+    out: dict[str, dict] = {}
+    for key in parts[0]:
+        vs = [p[key] for p in parts if key in p]
+        if len(vs) < len(parts):
+            continue  # a side that not every chunk ran
+        j = dict(vs[0])
+        for f in ("forward", "backward", "wall", "cpu", "sampled", "broken"):
+            if all(isinstance(v.get(f), (int, float)) for v in vs):
+                j[f] = sum(v[f] for v in vs)
+        if "robust" in j:
+            j["robust"] = torch.cat([v["robust"].bool() for v in vs])
+            j["robust_acc"] = float(j["robust"].float().mean())
+        if key == "audit":
+            j["status"] = "warn" if any(v["status"] == "warn" for v in vs) else "pass"
+        out[key] = j
+    return out
 
 
 def _passes(r: dict) -> int:
@@ -93,35 +151,56 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default="mnist-cnn-at")
     ap.add_argument("--dataset", default="mnist")
     ap.add_argument("--threat", default="linf:0.3")
-    ap.add_argument("--n", type=int, default=1000, help="first N test points")
+    ap.add_argument("--n", type=int, default=1000, help="N test points from --start")
+    ap.add_argument("--start", type=int, default=0, help="first test point (chunks of a larger set)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--aa", action="store_true", help="run torchattacks' AutoAttack in this process")
+    ap.add_argument("--aa-once", action="store_true",
+                    help="run AutoAttack once (the first seed) and compare every fast seed with that run")
     ap.add_argument("--theirs", default=None, help="saved torchattacks runs, '{seed}' in the path")
     ap.add_argument("--standard", action="store_true", help="also the default evaluate(attacks='standard')")
     ap.add_argument("--audit", action="store_true", help="also the self-audit of each fast run")
+    ap.add_argument("--weights", default=None,
+                    help="safetensors file to load into --model's architecture instead of the shipped weights "
+                         "(a model being retrained elsewhere); its sha256 is printed")
+    ap.add_argument("--arch", default=None, help="architecture for --weights (default: the zoo entry's)")
     ap.add_argument("--save", default=None, help="write everything (per-point flags included) to this JSON")
     ap.add_argument("--report", nargs="+", default=None,
                     help="only print the tables from JSON files written by --save (e.g. one per seed)")
     args = ap.parse_args(argv)
     if args.report:
-        runs = {}
+        # Files of the same seed on disjoint chunks (--start) are joined: per-point flags
+        # concatenated, passes, wall and CPU seconds summed, robust accuracy over all points.
+        chunks: dict[int, list[dict]] = {}
+        spans: dict[int, set[int]] = {}
+        covered: list[tuple[int, int]] = []
         for path in args.report:
             saved = json.load(open(path))
             print(f"from {path}: {saved['command']}")
+            start, n = saved.get("start", 0), saved["n"]
+            covered.append((start, n))
             for s, r in saved["runs"].items():
-                runs[int(s)] = {k: dict(v, robust=torch.tensor(v["robust"])) if "robust" in v else v
-                                for k, v in r.items()}
-        report(dict(sorted(runs.items())), None)
+                seen = spans.setdefault(int(s), set())
+                if seen & set(range(start, start + n)):
+                    raise SystemExit(f"--report: seed {s} has two runs on the same points ({path})")
+                seen |= set(range(start, start + n))
+                chunks.setdefault(int(s), []).append(
+                    {k: dict(v, robust=torch.tensor(v["robust"])) if "robust" in v else v for k, v in r.items()})
+        runs = {s: _join(parts) for s, parts in sorted(chunks.items())}
+        pts = sorted(set(covered))
+        print(f"points: {', '.join(f'{a}..{a + n - 1}' for a, n in pts)} ({sum(n for _, n in pts)} in all)")
+        report(runs, None)
         return
     torch.set_num_threads(args.threads)
     threat = rl.parse_threat(args.threat) if hasattr(rl, "parse_threat") else rl.LpBall.parse(args.threat)
-    x, y = rl.data.load(args.dataset, split="test", n=args.n)
-    model = CountingModel(rl.models.load(args.model))
+    x, y = rl.data.load(args.dataset, split="test", n=args.n, start=args.start)
+    model = CountingModel(load_model(args.model, args.weights, args.arch))
     seeds = [int(s) for s in args.seeds.split(",")]
     cmd = "python benchmarks/fast_vs_autoattack.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(f"# fast vs AutoAttack: {args.model}, {threat}, first {args.n} {args.dataset} test points\n")
+    print(f"# fast vs AutoAttack: {args.model}, {threat}, {args.dataset} test points {args.start}.."
+          f"{args.start + args.n - 1}\n")
     print(f"command: {cmd}")
     print("wall s is elapsed time; cpu s is this process's CPU time (1 thread), the fairer figure on a "
           "machine shared with other jobs")
@@ -136,10 +215,14 @@ def main(argv=None) -> None:
         if args.audit:
             res["audit"] = run_audit(model, x, y, threat, res["fast"]["robust"], seed)
             print(f"seed {seed}: audit {res['audit']}", flush=True)
-        if args.aa:
+        if args.aa and args.aa_once and runs:
+            first = next(iter(runs.values()))["torchattacks"]
+            res["torchattacks"] = dict(first, aa_seed=first.get("aa_seed", seeds[0]))
+        elif args.aa:
             c0 = time.process_time()
             res["torchattacks"] = run_torchattacks(model, x, y, threat, args.batch_size, seed)
             res["torchattacks"]["cpu"] = time.process_time() - c0
+            res["torchattacks"]["aa_seed"] = seed
             print(f"seed {seed}: torchattacks {res['torchattacks']['robust_acc']:.2%} "
                   f"{_passes(res['torchattacks']):,} passes {res['torchattacks']['wall']:.0f} s", flush=True)
         elif args.theirs:
@@ -147,13 +230,15 @@ def main(argv=None) -> None:
         if args.standard:
             res["standard"] = run_standard_default(model, x, y, threat, seed, args.batch_size)
             print(f"seed {seed}: standard+diagnostics {res['standard']['robust_acc']:.2%} "
-                  f"{_passes(res['standard']):,} passes {res['standard']['wall']:.0f} s", flush=True)
+                  f"{_passes(res['standard']):,} passes {res['standard']['wall']:.0f} s "
+                  f"cpu {res['standard']['cpu']:.0f} s; per check {res['standard']['per_check']}", flush=True)
         runs[seed] = res
         if args.save:
             out = {str(s): {k: {kk: (vv.tolist() if isinstance(vv, torch.Tensor) else vv) for kk, vv in v.items()}
                             for k, v in r.items()} for s, r in runs.items()}
             with open(args.save, "w") as fh:
-                json.dump({"command": cmd, "model": args.model, "threat": str(threat), "n": args.n, "runs": out}, fh)
+                json.dump({"command": cmd, "model": args.model, "threat": str(threat), "n": args.n,
+                           "start": args.start, "runs": out}, fh)
     report(runs, threat)
 
 
@@ -178,7 +263,8 @@ def report(runs: dict[int, dict[str, dict]], threat) -> None:
         wtxt = f"{w:.3f}" if same_run else f"({w:.3f}, saved run)"
         if "cpu" in f and "cpu" in a:
             wtxt += f"; cpu {f['cpu']:.0f} s vs {a['cpu']:.0f} s = {f['cpu'] / max(a['cpu'], 1e-9):.3f}"
-        print(f"| {seed} | {a['robust_acc']:.2%} | {f['robust_acc']:.2%} | {d:+.1f} pp | {_passes(a):,} | "
+        scell = f"{seed}" if a.get("aa_seed", seed) == seed else f"{seed} (AA seed {a['aa_seed']})"
+        print(f"| {scell} | {a['robust_acc']:.2%} | {f['robust_acc']:.2%} | {d:+.1f} pp | {_passes(a):,} | "
               f"{_passes(f):,} | {p:.3f} | {a['wall']:.0f} | {f['wall']:.0f} | {wtxt} |")
     if diffs:
         print(f"\nmean over {len(diffs)} seeds: robust accuracy {st.mean(diffs):+.2f} pp (target <= +0.1), "
@@ -209,9 +295,13 @@ def report(runs: dict[int, dict[str, dict]], threat) -> None:
                 print(f"- seed {s}: {v['status']}, broke {v['broken']} of {v['sampled']} sampled points, "
                       f"{_passes(v):,} passes, {v['wall']:.0f} s{extra}; fast + audit {tot:.3f}x AutoAttack's passes")
             else:
+                if a is not None and "cpu" in v and "cpu" in a:
+                    extra += f", {v['cpu'] / max(a['cpu'], 1e-9):.3f}x its CPU time ({v['cpu']:.0f} s vs {a['cpu']:.0f} s)"
                 print(f"- seed {s}: robust acc {v['robust_acc']:.2%}, {_passes(v):,} passes "
                       f"({v['diagnostics_passes']:,} in diagnostics, {v['diagnostics_seconds']:.0f} s), "
                       f"{v['wall']:.0f} s{extra}; warnings: {v['warnings'] or 'none'}")
+                for name, c in v.get("per_check", {}).items():
+                    print(f"    - {name}: {c['status']}, {c['passes']:,} passes, {c['seconds']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from torch import nn
 import robustlab as rl
 from robustlab.attacks.apgd import APGD
 from robustlab.attacks.fast import FastEval, StageStats, build_fast, logit_margin
+from robustlab.attacks.losses import is_success
 from robustlab.evaluation.checks_fast_audit import audit_fast, sample_robust
 
 
@@ -133,3 +134,43 @@ def test_audit_passes_where_fast_is_right(at):
         audit_fast(at, x, y, threat, rep.robust.float())
     with pytest.raises(ValueError, match="fraction"):
         audit_fast(at, x, y, threat, rep.robust, fraction=0.0)
+
+
+def test_reject_aware_on_a_shipped_detector():
+    # mnist-cnn+mahalanobis answers K + 1 scores, the last "reject". A rejected point is a
+    # defended one: success must follow losses.is_success with the reject column, and the
+    # targeted stages must aim past the detector (dlr_targeted_defended), not into it.
+    defended = rl.models.load("mnist-cnn+mahalanobis")
+    view = defended.attack_view()
+    x, y = rl.data.load("mnist", n=40)
+    threat = rl.LpBall("linf", 0.3)
+    fast = FastEval(threat, steps=20, square_queries=300, seed=0)
+    res = fast(view, x, y)
+    with torch.no_grad():
+        out = view(res.x_adv)
+    k = out.shape[1] - 1
+    assert torch.equal(res.success, is_success(out, y, None, reject=True))
+    assert not bool((out.argmax(1)[res.success] == k).any())  # no rejected point counted as broken
+    assert int((out.argmax(1) == k).sum()) > 0  # the detector did fire somewhere, so the test can fail
+    # Stronger than reject-aware APGD-CE with the same steps (measured 37 of 40 against 0).
+    ce = APGD(threat, loss="ce", steps=20, seed=0)(view, x, y)
+    assert int(res.success.sum()) >= int(ce.success.sum()) + 20
+    rep = rl.evaluate(defended, x, y, threat, attacks=[fast], diagnostics=False)
+    assert rep.robust_accuracy <= 0.15
+    with pytest.raises(ValueError, match="y"):
+        fast(view, x[:2], torch.full((2,), k))
+
+
+def test_evaluate_audits_fast_and_catches_a_weakened_preset(std):
+    # The default evaluate call (diagnostics on) adds the fast_audit diagnostic whenever the
+    # attack list holds a FastEval; on a deliberately weakened preset it must warn, and the
+    # weakened preset must really overstate robustness against the shipped `fast` preset.
+    x, y = rl.data.load("mnist", n=60, start=200)
+    threat = rl.LpBall("linf", 0.2)
+    weak = FastEval(threat, steps=1, n_targets=1, extra_runs=0, reject_margin=0.0, square_margin=0.0, seed=0)
+    rep = rl.evaluate(std, x, y, threat, attacks=[weak])
+    audit = {d.name: d for d in rep.diagnostics}["fast_audit"]
+    assert audit.status == "warn" and audit.details["broken"]
+    honest = rl.evaluate(std, x, y, threat, attacks="fast", diagnostics=False)
+    assert honest.robust_accuracy + 0.05 <= rep.robust_accuracy
+    assert not bool((honest.robust & ~rep.robust).any())  # what the real preset leaves, the weak one leaves too

@@ -29,6 +29,13 @@ so one threshold serves models whose logits differ in scale.
 Honest by construction: every model call goes through one :class:`~robustlab.attacks.base.Counter`
 (Square's queries included), a point counts as broken only where the
 model's logits at the returned point misclassify it, and ``x_adv`` is always inside the ball.
+
+Models that reject (``model.rejects = True``: K + 1 scores, the last one "reject", e.g. a
+``Detected`` defense's attack view or a ``Smoothed`` model) are handled with the reject-aware
+rule and losses of ``attacks.losses``: a rejected point is a defended one, margins are taken
+against max(z_y, z_reject), targets are chosen among the K classes only, and the targeted runs
+ascend ``dlr_targeted_defended`` (the target over the defended logit, C&W 2017's combined
+objective) instead of the plain targeted DLR.
 Because the shortcut can in principle miss points AutoAttack breaks, evaluations with it should
 carry the self-audit (``evaluation.checks_fast_audit.audit_fast``), which re-runs the full
 standard ensemble on a random sample of the points left robust.
@@ -48,6 +55,7 @@ from torch import Tensor, nn
 from robustlab.attacks.apgd_run import apgd_run
 from robustlab.threats.lp import sphere_start as _random_start
 from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, prepare
+from robustlab.attacks.losses import is_success, margin_loss, rejects
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_lp
 from robustlab.validation import check_nonneg_float, check_positive_int
@@ -55,11 +63,13 @@ from robustlab.validation import check_nonneg_float, check_positive_int
 _TINY = 1e-12
 
 
-def logit_margin(logits: Tensor, y: Tensor) -> Tensor:
-    """(N,) z_y - max_{i != y} z_i: positive while ``y`` is predicted, negative once broken."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
-    return true - other
+def logit_margin(logits: Tensor, y: Tensor, reject: bool = False) -> Tensor:
+    """(N,) defended margin: z_y - max_{i != y} z_i, positive while ``y`` is predicted and
+    <= 0 once broken. For a rejecting model (``reject``: the last column is "reject") the
+    defended logit is max(z_y, z_reject) and the others are the K class columns without y, so
+    the margin is <= 0 exactly where ``losses.is_success`` holds (ties aside): a rejected point
+    is a defended one."""
+    return -margin_loss(logits, y, reject)
 
 
 @dataclass(frozen=True)
@@ -130,15 +140,21 @@ class FastEval:
 
         Returns an AttackResult whose ``success`` comes from the model's logits at ``x_adv``
         (the first adversarial point found, else the lowest-margin point), with every forward
-        and backward pass counted per sample.
+        and backward pass counted per sample. A model with ``rejects = True`` returns (N, K + 1)
+        scores, the last "reject"; a rejected point is not a success.
         """
         if target is not None:
             raise ValueError("target: the fast evaluation is untargeted; use APGDT for a targeted attack")
-        n_classes = prepare(model, x, y, None)
+        n_out = prepare(model, x, y, None)
+        reject = rejects(model)
+        n_classes = n_out - 1 if reject else n_out
+        if reject and bool((y >= n_classes).any()):
+            raise ValueError(f"y: labels must be below the model's {n_classes} classes (column {n_classes} is "
+                             "its reject output)")
         y = y.to(torch.int64)
         gen = make_generator(self.seed, x.device)
         with ModelGuard(model):
-            run = _Run(self, Counter(model), x, y, n_classes, gen)
+            run = _Run(self, Counter(model), x, y, n_classes, gen, reject)
             run.go()
         return finish(self.threat, x, run.x_ret, run.success, run.counter)
 
@@ -148,19 +164,22 @@ class _Run:
     relative margin at the best point and the classes already targeted."""
 
     def __init__(self, cfg: FastEval, counter: Counter, x: Tensor, y: Tensor, n_classes: int,
-                 gen: torch.Generator) -> None:
+                 gen: torch.Generator, reject: bool = False) -> None:
         self.cfg, self.counter, self.x, self.y, self.gen = cfg, counter, x, y, gen
-        self.n_classes = n_classes
+        self.n_classes, self.reject = n_classes, reject  # n_classes: K (without the reject column)
         n = x.shape[0]
         self.x_ret = x.detach().clone()
         logits = counter.logits(x)
-        m = logit_margin(logits, y)
-        self.success = logits.argmax(dim=1) != y
+        m = logit_margin(logits, y, reject)
+        self.success = is_success(logits, y, None, reject)
         self.m_clean = m.clamp_min(_TINY)
         self.rel = torch.where(self.success, torch.zeros_like(m), torch.ones_like(m))
         self.logits_best = logits
-        self.targeted = torch.zeros(n, n_classes, dtype=torch.bool, device=x.device)
+        # Classes already targeted per point (the reject column, when present, never is a target).
+        self.targeted = torch.zeros(n, logits.shape[1], dtype=torch.bool, device=x.device)
         self.targeted[torch.arange(n, device=x.device), y] = True
+        if reject:
+            self.targeted[:, -1] = True
         self.rejected = torch.zeros(n, dtype=torch.bool, device=x.device)
         self.drop = torch.zeros(n, dtype=x.dtype, device=x.device)  # fall of rel in the last run
 
@@ -190,8 +209,8 @@ class _Run:
             return
         xb = x_best[keep]
         logits = self.counter.logits(xb)
-        m = logit_margin(logits, self.y[ik])
-        broke = m <= 0  # the best point of the loss is adversarial after all (e.g. targeted run)
+        m = logit_margin(logits, self.y[ik], self.reject)
+        broke = is_success(logits, self.y[ik], None, self.reject)  # the best point of the loss is adversarial after all (e.g. targeted run)
         if bool(broke.any()):
             self.x_ret[ik[broke]] = xb[broke]
             self.success[ik[broke]] = True
@@ -209,8 +228,10 @@ class _Run:
         cfg, th = self.cfg, self.cfg.threat
         x, y = self.x[idx], self.y[idx]
         start = self.x_ret[idx] if warm else _random_start(th.norm, x, th.eps, self.gen)
+        if loss == "dlr" and target is not None and self.reject:
+            loss = "dlr-defended"  # the target over max(z_y, z_reject): a rejected point is no progress
         x_best, _, succ, adv = apgd_run(self.counter, th.norm, x, y, target, start, eps=th.eps, steps=cfg.steps,
-                                        loss=loss, l1_init_sparsity=warm and th.norm == "l1")
+                                        loss=loss, l1_init_sparsity=warm and th.norm == "l1", reject=self.reject)
         self._update(idx, succ, adv, x_best)
 
     def _next_target(self, idx: Tensor) -> Tensor:
@@ -255,6 +276,8 @@ class _Run:
             mark = self._mark()
             z = self.logits_best[idx].clone()
             z[torch.arange(idx.numel(), device=z.device), self.y[idx]] = float("-inf")
+            if self.reject:
+                z[:, -1] = float("-inf")
             self._apgd(idx, tloss, z.argmax(dim=1), warm=True)
             self._stage(f"extra{e}", idx, mark)
 
@@ -276,19 +299,22 @@ class _Run:
         gen = make_generator(None if cfg.seed is None else cfg.seed + 104729, self.x.device)
         x0, y = self.x[idx], self.y[idx]
         xb = self.x_ret[idx].clone()
-        best = logit_margin(self.logits_best[idx], y)  # the logits at exactly xb
+        best = logit_margin(self.logits_best[idx], y, self.reject)  # the logits at exactly xb
         step = sq._linf_step if th.norm == "linf" else sq._l2_step
         n_iters = cfg.square_queries
+        ok = torch.zeros(idx.numel(), dtype=torch.bool, device=self.x.device)  # the model errs at xb
         for it in range(n_iters):
-            a = (best > 0).nonzero().squeeze(1)
+            a = (~ok).nonzero().squeeze(1)
             if a.numel() == 0:
                 break
             cand = step(x0[a], xb[a], square_fraction(sq.p_init, it, n_iters), th.eps, gen)
-            m = logit_margin(self.counter.logits(cand), y[a])
-            better = m < best[a]
+            logits = self.counter.logits(cand)
+            m = logit_margin(logits, y[a], self.reject)
+            won = is_success(logits, y[a], None, self.reject)
+            better = (m < best[a]) | won
             xb[a[better]] = cand[better]
             best[a[better]] = m[better]
-        ok = best <= 0
+            ok[a[won]] = True
         if bool(ok.any()):
             self.x_ret[idx[ok]] = xb[ok]
             self.success[idx[ok]] = True

@@ -106,9 +106,27 @@ def dlr_loss(logits: Tensor, y: Tensor, target: Tensor | None = None, reject: bo
     return (z_t - z_y) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _DLR_TINY)
 
 
+def dlr_targeted_defended(logits: Tensor, y: Tensor, target: Tensor, reject: bool = False) -> Tensor:
+    """(N,) targeted DLR against the defended outcome, to be maximised: (z_t - d) / (c_(1) -
+    (c_(3) + c_(4)) / 2), with d = max(z_y, z_reject) for a rejecting model (z_y otherwise) and
+    c_(k) the k-th largest of the K class logits. Unlike ``dlr_loss``'s targeted form it counts
+    a rejected point as defended, so reaching the target class while the detector fires is no
+    progress. Needs 4 classes; without ``reject`` it equals ``dlr_loss(logits, y, target)``."""
+    cls = logits[:, :-1] if reject else logits
+    top = cls.topk(4, dim=1).values
+    defended = _defended_logit(logits, y, reject)
+    z_t = logits.gather(1, target[:, None]).squeeze(1)
+    return (z_t - defended) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _DLR_TINY)
+
+
 def apgd_loss(name: str, logits: Tensor, y: Tensor, target: Tensor | None, reject: bool = False) -> Tensor:
     """Per-sample loss APGD ascends: "ce" (targeted: minus the cross-entropy to the target;
-    reject-aware, see ``losses.ce_loss``) or "dlr" (targeted: the targeted DLR)."""
+    reject-aware, see ``losses.ce_loss``), "dlr" (targeted: the targeted DLR) or "dlr-defended"
+    (targeted: ``dlr_targeted_defended``; untargeted: as "dlr")."""
+    if name == "dlr-defended":
+        if target is None:
+            return dlr_loss(logits, y, None, reject)
+        return dlr_targeted_defended(logits, y, target, reject)
     if name == "ce":
         if target is None:
             return ce_loss(logits, y, reject)
@@ -116,4 +134,5 @@ def apgd_loss(name: str, logits: Tensor, y: Tensor, target: Tensor | None, rejec
     return dlr_loss(logits, y, target, reject)
 
 
-__all__ = ["rejects", "predictions", "is_success", "margin_loss", "ce_loss", "attack_loss", "dlr_loss", "apgd_loss"]
+__all__ = ["rejects", "predictions", "is_success", "margin_loss", "ce_loss", "attack_loss", "dlr_loss", "dlr_targeted_defended",
+           "apgd_loss"]
