@@ -39,3 +39,19 @@ def test_return_curves_rejects_nothing_to_draw():
     with pytest.raises(ValueError, match="curves"):
         return_curves({})
     assert _image(return_curves({"pgd": {0.1: 400.0, 0.2: 100.0}}, clean=500.0)).width > 100
+
+
+def test_the_report_of_a_policy_run_shows_curves_and_the_strip_not_classifier_cards(tmp_path):
+    from robustlab.report.html import load_run, write_report
+
+    pytest.importorskip("pygame")
+    db = tmp_path / "p.db"
+    rep = rl.evaluate_policy(rl.models.load("cartpole-dqn"), "CartPole-v1", "state:0.4", "fgsm", episodes=2,
+                             store=rl.Store(db), model_name="cartpole-dqn")
+    (run,) = rl.Store(db, readonly=True).runs()
+    out = write_report(db, run.run_id, tmp_path / "p.html")
+    page = out.read_text()
+    assert load_run(db, run.run_id).info.kind == "policy"
+    assert 'class="policy"' in page and "return vs eps, cartpole-dqn" in page and 'alt="episode strip"' in page
+    assert 'id="clean-card"' not in page and "Per-attack breakdown" not in page  # no classifier figures
+    assert "CartPole-v1, 2 episode(s) from seed 0" in page and rep.clean is not None

@@ -41,6 +41,8 @@ def _pct(v: Any) -> str:
 
 def data_label(info: RunInfo) -> str:
     d = info.data
+    if d.get("env"):  # a policy run: episodes of an environment
+        return f"{d['env']}, {d.get('episodes', info.n)} episode(s) from seed {d.get('seed', 0)}"
     name, split = d.get("name"), d.get("split")
     if name is None:
         return f"{info.n} points (data sha256 {str(d.get('sha256', '?'))[:12]})"
@@ -51,7 +53,7 @@ def data_label(info: RunInfo) -> str:
 def model_label(info: RunInfo) -> str:
     """The model's name; for a builder file, its file name and the weights' hash (two runs of one
     file with other weights are other models)."""
-    name = info.data.get("model")
+    name = info.data.get("model") or (info.config or {}).get("model")
     if not name:
         return f"model {info.model_hash[:12]}"
     name = str(name)

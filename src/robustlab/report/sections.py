@@ -273,15 +273,59 @@ def tradeoff(run: Any, db: Store) -> str:
             f"<img class='plot tradeoff' alt='clean vs robust accuracy across runs' src='data:image/png;base64,{png}'></section>")
 
 
+def policy_curves(run: Any, db: Store) -> str:
+    """A policy run: mean return against eps for each attack beside same-budget noise (from the
+    stored episodes: eps 0 is the clean return), and the frames of one clean episode above the
+    same episode under the strongest attack (the policy reloaded from the zoo, replayed)."""
+    if run.info.kind != "policy":
+        return ""
+    rows = db.metrics(run.info.run_id)
+    if not rows:
+        return ""
+    from robustlab.report.policy_section import episode_strip, policy_section
+    from robustlab.threats import parse_threat
+
+    cfg = run.info.config
+    names = sorted({k.removesuffix(".returns") for _, m in rows for k in m if k.endswith(".returns")})
+    means = {nm: float(np.mean([float(m[f"{nm}.returns"]) for _, m in rows if f"{nm}.returns" in m])) for nm in names}
+    ball = parse_threat(cfg.get("threat", run.info.threat))
+    eps = float(getattr(ball, "eps", 0.0))
+    model = str(cfg.get("model", "policy"))
+    attacks = [nm for nm in names if nm != "clean"]
+    curves = {model: {nm: {0.0: means.get("clean", float("nan")), eps: means[nm]} for nm in attacks}}
+    strip, caption = None, ""
+    worst = min((nm for nm in attacks if not nm.startswith("noise")), key=lambda nm: means[nm], default=None)
+    if worst is not None:
+        try:
+            import robustlab as rl
+            from robustlab.attacks.policy import parse_policy_attack
+            from robustlab.threats.obs import StateBall
+
+            import os
+
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # frames off-screen, no display probing
+            os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+            bound = StateBall(eps, scale=tuple(cfg["scale"])) if cfg.get("scale") else ball
+            strip = episode_strip(rl.models.load(model), cfg["env"], int(cfg.get("seed", 0)), bound,
+                                  parse_policy_attack(worst))
+            caption = f"Episode {int(cfg.get('seed', 0))} of {cfg['env']}, clean (top) and under {worst} (bottom)."
+        except Exception:  # noqa: BLE001 - a builder-file policy or no renderer: the curves still show
+            strip = None
+    note = (f"Mean return over {len(rows)} episode(s) at eps 0 (clean) and the evaluated eps {eps:g} (state-scaled); "
+            "`python benchmarks/rl.py curves` sweeps eps.")
+    return policy_section(curves, {model: means.get("clean", float("nan"))}, strip, caption, notes=[note])
+
+
 def all_sections(run: Any, store: str | Path) -> str:
     """Every section that applies to ``run``, in reading order."""
     with Store(store, readonly=True) as db:
-        parts = [training(run, db), episodes(run, db), certified_radius(run, db), defense_pair(run, db)]
+        parts = [training(run, db), policy_curves(run, db), episodes(run, db), certified_radius(run, db),
+                 defense_pair(run, db)]
         if run.info.kind == "evaluation" and run.info.n:
             parts += [gallery(run, db), text_examples(run, db), audio_examples(run, db), per_class(run, db),
                       tradeoff(run, db)]
     return "\n".join(p for p in parts if p)
 
 
-__all__ = ["all_sections", "tradeoff", "gallery", "per_class", "text_examples", "audio_examples", "certified_radius",
+__all__ = ["all_sections", "tradeoff", "policy_curves", "gallery", "per_class", "text_examples", "audio_examples", "certified_radius",
            "defense_pair", "training", "episodes"]
