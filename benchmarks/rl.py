@@ -119,7 +119,8 @@ def table(args) -> None:
              "Threat `state:EPS`: Linf ball of EPS standard deviations of each observation dimension over the",
              "policy's own clean episodes. Mean return per setting; `worst` is the per-episode minimum over",
              "pgd, pgd-action0/1 (and min-q for DQN); `timed` attacks only steps whose softmax preference gap",
-             "is >= its threshold (its share of attacked steps in brackets).", "",
+             "is >= its threshold. In brackets: the share of steps attacked, i.e. whose action the attack changed",
+             "(a perturbation that leaves the action unchanged is not spent; noise perturbs every step).", "",
              "Commands (1 CPU thread each, on a 2-core machine shared with other jobs):",
              "`python benchmarks/rl.py curves --models cartpole-dqn --eps 0.5,0.4,0.3,0.2 --episodes 20`,",
              "`python benchmarks/rl.py curves --models cartpole-ppo --eps 0.4,0.6,0.8 --episodes 20 --timed 0.5,0.8`,",
@@ -173,7 +174,7 @@ def table(args) -> None:
                     cells.append("-")
                     continue
                 cell = f"{p[c]['mean']:.1f}"
-                if c.startswith("timed"):
+                if c != "noise":
                     cell += f" ({100 * p[c]['attacked']:.0f}%)"
                 cells.append(cell)
             lines.append(f"| {eps} | {p['clean']:.1f} | " + " | ".join(cells) + f" | {p['worst']['mean']:.1f} |")
