@@ -156,7 +156,7 @@ def probe(args) -> None:
             t += 1
         return float(env.steps.mean())
 
-    one = lambda t, o: torch.ones(len(o), dtype=torch.long)  # noqa: E731
+    one = lambda t, o: torch.ones(len(o), dtype=torch.long)
     out["steady_push1_corners"] = steered(one)
     waves = {}
     for period in (4, 8, 16, 32, 64, 128, 256):
@@ -203,8 +203,8 @@ def table(args) -> None:
              "`python benchmarks/rl.py speed --model cartpole-dqn --episodes 100 --pgd-episodes 30 --speed-eps 0.4`,",
              "`python benchmarks/rl.py table`.", "",
              "## Headline (state:0.4, 20 episodes; computed from the JSON files)", "",
-             "| policy | ball units | clean | noise | worst attack (strongest single attack) | best timed attack (share of steps) "
-             "| issue target |", "|---|---|---|---|---|---|---|"]
+             ("| policy | ball units | clean | noise | worst attack (strongest single attack) | best timed attack (share of "
+              "steps) | issue target |"), "|---|---|---|---|---|---|---|"]
     for path in sorted(RESULTS.glob("rl-cartpole-*.json")):
         data = json.loads(path.read_text())
         p = data["points"].get("0.4")
@@ -227,8 +227,8 @@ def table(args) -> None:
             goal = f"< 100 with noise > 450: {'met' if ok else 'not met'}"
         lines.append(f"| {model} | {units or 'own'} | {p['clean']:.1f} | {noise:.1f} | {w:.1f} ({strongest} "
                      f"{full[strongest]['mean']:.1f}) | {tcell} | {goal} |")
-    lines += ["", "`worst` is the per-episode minimum over the full-time attacks (the adversary picks its attack per "
-              "episode); 'own' units: the policy's own state std, the default of `evaluate_policy`.", ""]
+    lines += ["", ("`worst` is the per-episode minimum over the full-time attacks (the adversary picks its attack "
+                   "per episode); 'own' units: the policy's own state std, the default of `evaluate_policy`."), ""]
     for path in sorted(RESULTS.glob("rl-cartpole-*.json")):
         data = json.loads(path.read_text())
         pts = data["points"]

@@ -32,7 +32,6 @@ from robustlab.evaluation.episodes import rollout
 from robustlab.threats.obs import StateBall
 
 
-
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
