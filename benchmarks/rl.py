@@ -56,6 +56,7 @@ def curves(args) -> None:
             worst = np.min([s.returns for s in full], axis=0)
             data["points"][f"{eps:g}"] = {
                 "clean": rep.clean.mean_return, "scale": rep.scale, "episodes": rep.episodes,
+                "attacked_means": "steps whose action the attack changed",
                 **{k: {"mean": s.mean_return, "min": min(s.returns), "attacked": s.attacked_fraction, "returns": s.returns,
                        "fwd_per_step": sum(s.forward) / max(sum(s.steps), 1),
                        "bwd_per_step": sum(s.backward) / max(sum(s.steps), 1)} for k, s in per.items()},
@@ -113,24 +114,97 @@ def speed(args) -> None:
     (RESULTS / f"rl-speed-{args.model}.json").write_text(json.dumps(out, indent=1))
 
 
+def probe(args) -> None:
+    """Why a policy resists: is PGD the limit (PGD-50 vs PGD-10), how often can the ball choose
+    the action at all (corners of the ball, on the policy's clean states), do constant offsets or
+    periodic switching of the pushed action do better than the steady push, and what the steady
+    push does with the ball in another policy's units. ``--episodes`` episodes per figure."""
+    import itertools
+
+    from robustlab.attacks.policy import ObsPGD
+    from robustlab.attacks.policy_adversary import corner_realise, corners
+    from robustlab.envs import BatchedCartPole
+    from robustlab.envs.rollout import greedy_rollout
+    from robustlab.evaluation.episodes import rollout
+    from robustlab.threats.obs import StateBall
+
+    policy = rl.models.load(args.model)
+    eps = float(args.eps.split(",")[0])
+    ball = StateBall(eps).bind(policy.state_std)
+    seeds = range(args.episodes)
+    out: dict = {"model": args.model, "eps": eps, "episodes": args.episodes}
+
+    def mean(attack, b=ball):
+        return float(np.mean(rollout(policy, ENV, seeds, b, attack, stream=5)[0].returns))
+
+    for t in (1, 0):
+        out[f"pgd10-action{t}"] = mean(ObsPGD(target=t))
+        out[f"pgd50-action{t}"] = mean(ObsPGD(target=t, steps=50, step_size=0.1))
+    out["pgd10-flip"], out["pgd50-flip"] = mean(ObsPGD()), mean(ObsPGD(steps=50, step_size=0.1))
+    _, visited = greedy_rollout(policy, ENV, range(5))
+    offsets = corners(ball, 4)
+    with torch.no_grad():
+        reach = [(corner_realise(policy, visited, torch.full((len(visited),), a), offsets) == a) for a in (0, 1)]
+    out["share_either_action_reachable"] = float((reach[0] & reach[1]).float().mean())
+
+    @torch.no_grad()
+    def steered(rule) -> float:
+        env = BatchedCartPole()
+        obs, t = env.reset(seeds), 0
+        while not env.done.all():
+            obs, *_ = env.step(corner_realise(policy, obs, rule(t, obs), offsets))
+            t += 1
+        return float(env.steps.mean())
+
+    one = lambda t, o: torch.ones(len(o), dtype=torch.long)
+    out["steady_push1_corners"] = steered(one)
+    waves = {}
+    for period in (4, 8, 16, 32, 64, 128, 256):
+        for phase in (0, period // 2):
+            waves[f"{period}/{phase}"] = steered(
+                lambda t, o, p=period, f=phase: torch.full((len(o),), int((t + f) % p < p // 2), dtype=torch.long))
+    out["square_waves_best"] = min(waves.items(), key=lambda kv: kv[1])
+    r = ball.per_dim(torch.zeros(1, 4))
+    biases = {}
+    for signs in itertools.product((-1.0, 0.0, 1.0), repeat=4):
+        d = torch.tensor(signs) * r
+        env = BatchedCartPole()
+        obs = env.reset(seeds)
+        with torch.no_grad():
+            while not env.done.all():
+                obs, *_ = env.step(policy(obs + d).argmax(1))
+        biases[str(signs)] = float(env.steps.mean())
+    out["constant_offset_best"] = min(biases.items(), key=lambda kv: kv[1])
+    if args.scale_from:
+        other = StateBall(eps).bind(rl.models.load(args.scale_from).state_std)
+        out[f"pgd10-action1_in_{args.scale_from}_units"] = mean(ObsPGD(target=1), other)
+        out[f"pgd10-action0_in_{args.scale_from}_units"] = mean(ObsPGD(target=0), other)
+    print(json.dumps(out, indent=1), flush=True)
+    (RESULTS / f"rl-probe-{args.model}.json").write_text(json.dumps(out, indent=1))
+
+
 def table(args) -> None:
     lines = ["# Reinforcement learning: observation attacks on CartPole-v1 policies (issue 18)", "",
              "Greedy policies, seeded episodes 0..N-1 (gymnasium 1.4.0 dynamics, bit-exact batched re-implementation).",
              "Threat `state:EPS`: Linf ball of EPS standard deviations of each observation dimension over the",
              "policy's own clean episodes. Mean return per setting; `worst` is the per-episode minimum over",
              "pgd, pgd-action0/1 (and min-q for DQN); `timed` attacks only steps whose softmax preference gap",
-             "is >= its threshold (its share of attacked steps in brackets).", "",
+             "is >= its threshold. In brackets: the share of steps attacked, i.e. whose action the attack changed",
+             "(a perturbation that leaves the action unchanged is not spent; noise perturbs every step).", "",
              "Commands (1 CPU thread each, on a 2-core machine shared with other jobs):",
-             "`python benchmarks/rl.py curves --models cartpole-dqn --eps 0.5,0.4,0.3,0.2 --episodes 20`,",
-             "`python benchmarks/rl.py curves --models cartpole-ppo --eps 0.4,0.6,0.8 --episodes 20 --timed 0.5,0.8`,",
+             "`python benchmarks/rl.py curves --models cartpole-dqn --eps 0.4,0.2,0.3,0.5 --episodes 20 --timed 0.1,0.2,0.2:pgd-action1`,",
+             "`python benchmarks/rl.py curves --models cartpole-ppo --eps 0.4,0.3,0.2,0.6,0.8 --episodes 20 --timed 0.1,0.05:pgd-action1,0.1:pgd-action1`,",
+             "`python benchmarks/rl.py curves --models cartpole-dqn-robust --eps 0.4 --timed 0.2 --episodes 20` (and",
+             "`--scale-from cartpole-dqn`: the ball in the vanilla policy's units, the same raw perturbation for both),",
              "`python benchmarks/rl.py curves --models cartpole-ppo-robust --eps 0.4 --timed 0.3 --episodes 20` (and",
-             "`--scale-from cartpole-ppo`: the ball in the vanilla policy's units, the same raw perturbation for both;",
-             "likewise `cartpole-dqn-robust --timed 0.2`, `--scale-from cartpole-dqn`),",
+             "`--scale-from cartpole-ppo`; these two points are from the previous session, before 'attacked' counted",
+             "changed actions, so no shares are shown for them),",
+             "`python benchmarks/rl.py probe --model cartpole-ppo --eps 0.4 --episodes 10 --scale-from cartpole-dqn`,",
              "`python benchmarks/rl.py speed --model cartpole-dqn --episodes 100 --pgd-episodes 30 --speed-eps 0.4`,",
              "`python benchmarks/rl.py table`.", "",
              "## Headline (state:0.4, 20 episodes; computed from the JSON files)", "",
-             "| policy | ball units | clean | noise | worst attack (strongest single attack) | best timed attack (share of steps) "
-             "| issue target |", "|---|---|---|---|---|---|---|"]
+             ("| policy | ball units | clean | noise | worst attack (strongest single attack) | best timed attack (share of "
+              "steps) | issue target |"), "|---|---|---|---|---|---|---|"]
     for path in sorted(RESULTS.glob("rl-cartpole-*.json")):
         data = json.loads(path.read_text())
         p = data["points"].get("0.4")
@@ -142,7 +216,8 @@ def table(args) -> None:
         strongest = min(full, key=lambda k: full[k]["mean"])
         timed = {k: v for k, v in p.items() if isinstance(v, dict) and k.startswith("timed")}
         best_t = min(timed, key=lambda k: timed[k]["mean"]) if timed else None
-        tcell = f"{best_t} {timed[best_t]['mean']:.1f} ({100 * timed[best_t]['attacked']:.0f}%)" if best_t else "-"
+        share = f" ({100 * timed[best_t]['attacked']:.0f}%)" if best_t and "attacked_means" in p else ""
+        tcell = f"{best_t} {timed[best_t]['mean']:.1f}{share}" if best_t else "-"
         w, noise = p["worst"]["mean"], p["noise"]["mean"]
         if "robust" in model:
             ok = w >= 400 and p["clean"] >= 490
@@ -152,8 +227,8 @@ def table(args) -> None:
             goal = f"< 100 with noise > 450: {'met' if ok else 'not met'}"
         lines.append(f"| {model} | {units or 'own'} | {p['clean']:.1f} | {noise:.1f} | {w:.1f} ({strongest} "
                      f"{full[strongest]['mean']:.1f}) | {tcell} | {goal} |")
-    lines += ["", "`worst` is the per-episode minimum over the full-time attacks (the adversary picks its attack per "
-              "episode); 'own' units: the policy's own state std, the default of `evaluate_policy`.", ""]
+    lines += ["", ("`worst` is the per-episode minimum over the full-time attacks (the adversary picks its attack "
+                   "per episode); 'own' units: the policy's own state std, the default of `evaluate_policy`."), ""]
     for path in sorted(RESULTS.glob("rl-cartpole-*.json")):
         data = json.loads(path.read_text())
         pts = data["points"]
@@ -173,7 +248,7 @@ def table(args) -> None:
                     cells.append("-")
                     continue
                 cell = f"{p[c]['mean']:.1f}"
-                if c.startswith("timed"):
+                if c != "noise" and "attacked_means" in p:  # points measured before: no share shown
                     cell += f" ({100 * p[c]['attacked']:.0f}%)"
                 cells.append(cell)
             lines.append(f"| {eps} | {p['clean']:.1f} | " + " | ".join(cells) + f" | {p['worst']['mean']:.1f} |")
@@ -187,13 +262,26 @@ def table(args) -> None:
             lines.append(f"| {label} | {s['episodes']} | {s['batched_eps_per_s']:.2f} | {s['gym_loop_eps_per_s']:.2f} "
                          f"| {s['speedup']:.1f}x |")
         lines.append("")
+    for path in sorted(RESULTS.glob("rl-probe-*.json")):
+        d = json.loads(path.read_text())
+        lines += [f"## Probe: {d['model']} at state:{d['eps']:g} ({d['episodes']} episodes, mean return; "
+                  "`python benchmarks/rl.py probe --model {0} --eps {1:g} --episodes {2}{3}`)".format(
+                      d["model"], d["eps"], d["episodes"],
+                      "".join(f" --scale-from {k.split('_in_')[1][:-6]}" for k in d if "_in_" in k and "action1" in k)), "",
+                  "| figure | value |", "|---|---|"]
+        for k, v in d.items():
+            if k in ("model", "eps", "episodes"):
+                continue
+            val = f"{v[1]:.1f} ({v[0]})" if isinstance(v, list) else f"{v:.3f}" if k.startswith("share") else f"{v:.1f}"
+            lines.append(f"| {k} | {val} |")
+        lines.append("")
     (RESULTS / "rl.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["curves", "speed", "table"])
+    p.add_argument("what", choices=["curves", "speed", "table", "probe"])
     p.add_argument("--models", default="cartpole-dqn,cartpole-ppo")
     p.add_argument("--model", default="cartpole-dqn")
     p.add_argument("--scale-from", default=None, help="measure eps in this policy's state std")
@@ -206,7 +294,7 @@ def main() -> None:
     p.add_argument("--extra", default="", help="more attack names, e.g. learned:cartpole-ppo-adversary")
     args = p.parse_args()
     torch.set_num_threads(1)
-    {"curves": curves, "speed": speed, "table": table}[args.what](args)
+    {"curves": curves, "speed": speed, "table": table, "probe": probe}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 Q-network that picks, at each step, the action to push the policy towards; ``Steered`` then
 reaches it with PGD inside the state-scaled ball.
 
-    python scripts/train_cartpole_adversary.py cartpole-ppo --eps 0.4 --iterations 20000 --seed 0
-        # -> src/robustlab/models/weights/cartpole-ppo-adversary.{safetensors,json}
+    python scripts/train_cartpole_adversary.py cartpole-ppo --eps 0.4 --iterations 20000 --seed 0 --out runs/
+        # -> runs/cartpole-ppo-adversary.{safetensors,json}
+
+Not shipped: against the shipped cartpole-ppo the learned adversary rediscovers the steady push
+(PGD towards action 1 on every step) and does no better (docs/rl.md).
 
 The ball is measured in the victim's own state std (its ``state_std`` buffer), the eps of the
 zoo entries' threat. Training episodes use seeds from 5_000_000 (never the measuring seeds 0..99);
@@ -28,8 +31,6 @@ from robustlab.attacks.policy_adversary import train_adversary
 from robustlab.evaluation.episodes import rollout
 from robustlab.threats.obs import StateBall
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "robustlab" / "models" / "weights"
-
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -43,7 +44,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gamma", type=float, default=0.99, help="the adversary's discount")
     p.add_argument("--episodes", type=int, default=20, help="measuring episodes (seeds 0..N-1) for the card")
-    p.add_argument("--out", type=Path, default=WEIGHTS)
+    p.add_argument("--out", type=Path, required=True, help="folder for the adversary's weights and card")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     victim = rl.models.load(args.victim)
@@ -70,7 +71,7 @@ def main(argv=None) -> None:
             "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
             "cpu_note": "process CPU time (time.process_time); wall inflated by other jobs sharing 2 cores",
             f"measured_mean_return_seeds_0_{args.episodes - 1}": measured,
-            "use": f"robustlab.attacks.policy.Steered(rl.models.load('{name}')) or the attack name 'learned:{name}'"}
+            "use": "robustlab.attacks.policy.Steered(policy_from_state(load_file(path), 'dqn'))"}
     (args.out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     log(f"saved {name}")
 

@@ -28,8 +28,8 @@ from safetensors.torch import load_file, save_file
 
 from robustlab.attacks.policy import ObsPGD
 from robustlab.envs import BatchedCartPole
-from robustlab.evaluation.episodes import rollout
 from robustlab.envs.rollout import greedy_rollout, state_std
+from robustlab.evaluation.episodes import rollout
 from robustlab.models.policy import PolicyNet, policy_from_state
 from robustlab.threats.obs import StateBall
 
@@ -171,7 +171,7 @@ def train_dqn(args, init=None, scale=None):
             greedy = q(seen).argmax(dim=1)
         rand = torch.from_numpy(rng.integers(0, 2, n_env))
         act = torch.where(torch.from_numpy(rng.random(n_env) < eps_greedy), rand, greedy)
-        obs2, rew, term, trunc = env.step(act)
+        obs2, rew, term, _ = env.step(act)
         idx = torch.arange(ptr, ptr + n_env) % cap
         # robust: the agent learns the value of acting on what it was shown (targets from clean states);
         # --store-clean (SA-DQN): the true state and the action taken are stored, the attack only

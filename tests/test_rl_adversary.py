@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import robustlab as rl
-from robustlab.attacks.policy import ObsNoise, ObsPGD, Steered, parse_policy_attack
+from robustlab.attacks.policy import ObsNoise, ObsPGD, Steered
 from robustlab.attacks.policy_adversary import corner_realise, corners, train_adversary
 from robustlab.envs.rollout import greedy_rollout
 from robustlab.evaluation.episodes import rollout
@@ -36,7 +36,11 @@ def test_steered_goes_where_its_chooser_says_inside_the_ball(dqn, visited):
     want = (torch.arange(len(visited)) < len(visited) // 2).long()
     res = Steered(lambda obs: want, label="halves")(dqn, visited, ball, u)
     assert ball.admits(res.obs_adv, visited).all()
-    assert res.attacked.all() and (res.forward >= 2).all() and (res.backward <= res.forward).all()
+    assert (res.forward >= 2).all() and (res.backward <= res.forward).all()
+    # a step counts as attacked exactly where the perturbation changed the action; elsewhere the
+    # observation is left clean
+    changed = dqn(res.obs_adv).argmax(1) != dqn(visited).argmax(1)
+    assert torch.equal(res.attacked, changed) and torch.equal(res.obs_adv[~changed], visited[~changed])
     # each half is exactly PGD towards its action with the same random start
     for a, sel in ((1, want == 1), (0, want == 0)):
         ref = ObsPGD(target=a)(dqn, visited[sel], ball, u[sel])
@@ -71,18 +75,6 @@ def test_train_adversary_checks_its_arguments_and_returns_a_scorer(dqn):
     adv = train_adversary(dqn, StateBall(EPS).bind(dqn.state_std), iterations=150, seed=1)
     assert not adv.training and adv(torch.zeros(5, 4)).shape == (5, 2)
     assert dqn.training is False  # the victim is left as it was (eval)
-
-
-@pytest.mark.slow
-def test_learned_adversary_breaks_the_vanilla_ppo_far_more_than_noise():
-    ppo = rl.models.load("cartpole-ppo")
-    ball = StateBall(EPS).bind(ppo.state_std)
-    seeds = range(2)
-    steered, _ = rollout(ppo, "CartPole-v1", seeds, ball, parse_policy_attack("learned:cartpole-ppo-adversary"))
-    steady, _ = rollout(ppo, "CartPole-v1", seeds, ball, ObsPGD(target=1))
-    noise, _ = rollout(ppo, "CartPole-v1", seeds, ball, ObsNoise())
-    assert min(noise.returns) == 500.0
-    assert max(steered.returns) < 100 and max(steered.returns) < min(steady.returns), (steered.returns, steady.returns)
 
 
 @pytest.mark.slow

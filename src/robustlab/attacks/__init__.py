@@ -6,9 +6,9 @@ from robustlab.attacks.decision import Boundary, HopSkipJump
 from robustlab.attacks.deepfool import DeepFool
 from robustlab.attacks.fab import FAB
 from robustlab.attacks.gradient import FGSM, PGD
-from robustlab.attacks.policy import ObsAttack, ObsAttackResult, ObsNoise, ObsPGD, Timed
+from robustlab.attacks.policy import ObsAttack, ObsAttackResult, ObsNoise, ObsPGD, Steered, Timed
 from robustlab.attacks.score import NES, SPSA
 from robustlab.attacks.square import Square
 
 __all__ = ["Attack", "APGD", "APGDT", "FAB", "CarliniWagner", "DeepFool", "FGSM", "PGD", "Square", "SPSA", "NES",
-           "HopSkipJump", "Boundary", "ObsAttack", "ObsAttackResult", "ObsNoise", "ObsPGD", "Timed"]
+           "HopSkipJump", "Boundary", "ObsAttack", "ObsAttackResult", "ObsNoise", "ObsPGD", "Steered", "Timed"]

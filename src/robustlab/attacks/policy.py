@@ -26,8 +26,9 @@ does, and returned per observation so that each episode's cost is known.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +44,8 @@ class ObsAttackResult:
 
     Attributes:
         obs_adv: (N, D) observations the policy will see, inside the ball.
-        attacked: (N,) bool, the observation was perturbed at this step.
+        attacked: (N,) bool, the observation was perturbed at this step (PGD-based attacks perturb
+            only where the perturbation changes the policy's action).
         forward / backward: (N,) int64, model passes spent on each observation (counted).
     """
 
@@ -133,7 +135,10 @@ class ObsPGD:
         target: "flip" (any action but the greedy one) or "min-q" (the action with the lowest
             score on the clean observation: for a DQN, the critic's worst action).
     A point that reaches the goal is kept at once (the policy acts on it); otherwise the iterate
-    with the best objective.
+    with the best objective. Where that point leaves the policy's action unchanged the clean
+    observation is returned and the step is not counted as attacked (``attacked`` False): the
+    perturbation would not change what the policy does, so the attacker does not spend it, and
+    ``attacked`` counts the steps whose action the attack changed (its passes are still counted).
     """
 
     steps: int = 10
@@ -193,6 +198,7 @@ class ObsPGD:
                 goal = s0.argmin(dim=1) if self.target == "min-q" else s0.argmax(dim=1)
             x = ball.project(obs + (2 * u.to(obs) - 1) * ball.per_dim(obs), obs) if self.random_start else obs.clone()
             best, best_obj = x.clone(), torch.full((n,), float("-inf"), device=obs.device)
+            pick = s0.argmax(dim=1)  # the action at ``best`` (the clean one until an iterate is kept)
             done = torch.zeros(n, dtype=torch.bool, device=obs.device)
             alpha = self.step_size * ball.eps
             for _ in range(self.steps):
@@ -204,6 +210,7 @@ class ObsPGD:
                 hit = self._reached(scores, goal[act])
                 better = (obj > best_obj[act]) | hit
                 best[act[better]] = x[act[better]]
+                pick[act[better]] = scores[better].argmax(dim=1)
                 best_obj[act] = torch.maximum(best_obj[act], obj)
                 done[act[hit]] = True
                 step = ball.project(x[act] + alpha * ball.steepest_direction(grad), obs[act])
@@ -217,8 +224,11 @@ class ObsPGD:
                 obj = self._objective(scores, goal[act])
                 better = (obj > best_obj[act]) | self._reached(scores, goal[act])
                 best[act[better]] = x[act[better]]
+                pick[act[better]] = scores[better].argmax(dim=1)
         assert int(fwd.sum()) == c.forward and int(bwd.sum()) == c.backward
-        return ObsAttackResult(ball.project(best, obs), attacked, fwd, bwd)
+        changed = pick != s0.argmax(dim=1)
+        best = torch.where(changed[:, None], ball.project(best, obs), obs)
+        return ObsAttackResult(best, changed, fwd, bwd)
 
 
 @dataclass(frozen=True)
@@ -261,6 +271,7 @@ class Timed:
             x[chosen] = inner.obs_adv
             fwd[chosen] += inner.forward
             bwd[chosen] += inner.backward
+            chosen[chosen.clone()] = inner.attacked
         return ObsAttackResult(x, chosen, fwd, bwd)
 
 
@@ -272,7 +283,7 @@ class Steered:
         chooser: obs (N, D) raw units -> (N, A) scores over the victim's actions (the argmax is the
             target; e.g. a ``PolicyNet`` from ``attacks.policy_adversary.train_adversary``) or
             directly (N,) int64 target actions.
-        label: the attack's name in reports ("learned:cartpole-ppo-adversary").
+        label: the attack's name in reports ("learned").
         steps / step_size: the PGD towards each target (as ``ObsPGD``).
     The chooser's own forward passes are not the victim's and are not counted; the victim's
     are, as in ``ObsPGD``.
@@ -309,7 +320,7 @@ class Steered:
         _check_call(obs, ball, u, obs.shape[1])
         n = obs.shape[0]
         x = obs.clone()
-        attacked = torch.ones(n, dtype=torch.bool, device=obs.device) & (ball.eps > 0)
+        attacked = torch.zeros(n, dtype=torch.bool, device=obs.device)
         fwd, bwd = _zeros(n, obs.device), _zeros(n, obs.device)
         if n == 0:
             return ObsAttackResult(x, attacked, fwd, bwd)
@@ -317,23 +328,17 @@ class Steered:
         for t in goal.unique().tolist():
             sel = goal == t
             res = ObsPGD(steps=self.steps, step_size=self.step_size, target=int(t))(policy, obs[sel], ball, u[sel])  # type: ignore[index]
-            x[sel], fwd[sel], bwd[sel] = res.obs_adv, res.forward, res.backward
+            x[sel], fwd[sel], bwd[sel], attacked[sel] = res.obs_adv, res.forward, res.backward, res.attacked
         return ObsAttackResult(x, attacked, fwd, bwd)
 
 
 def parse_policy_attack(name: str) -> ObsAttack:
     """Attacks by name: "pgd", "pgd-20", "fgsm", "min-q", "noise", "noise-corners",
-    "pgd-action0" (PGD towards a fixed action), "timed-pgd" (threshold 0.5), "timed0.2-pgd" (0.2),
-    "learned:ZOO_NAME" (PGD steered by the shipped adversary ZOO_NAME, e.g.
-    "learned:cartpole-ppo-adversary")."""
+    "pgd-action0" (PGD towards a fixed action), "timed-pgd" (threshold 0.5), "timed0.2-pgd" (0.2).
+    ``Steered`` takes a trained adversary, so it has no name here: pass the object."""
     if not isinstance(name, str):
         raise TypeError(f"attacks: expected attack names, got {type(name).__name__}")
     n = name.strip().lower()
-    if n.startswith("learned:"):
-        from robustlab.models import load
-
-        zoo_name = n.partition(":")[2]
-        return Steered(load(zoo_name), label=f"learned:{zoo_name}")
     if n.startswith("timed"):
         head, _, rest = n.partition("-")
         thr = float(head[5:]) if head[5:] else 0.5
@@ -352,4 +357,4 @@ def parse_policy_attack(name: str) -> ObsAttack:
             raise ValueError(f"attacks: expected pgd or pgd-STEPS, got {name!r}")
         return ObsPGD(steps=steps)
     raise ValueError(f"attacks: unknown policy attack {name!r}; expected fgsm, pgd[-STEPS], min-q, noise, "
-                     "noise-corners, timed[THRESHOLD]-ATTACK, learned:ZOO_NAME")
+                     "noise-corners, timed[THRESHOLD]-ATTACK")

@@ -9,7 +9,7 @@ optimal adversary") learn such an adversary by RL against the fixed policy. Here
 action is the victim action it wants (a discrete target), which PGD then tries to reach:
 
     adversary = train_adversary(policy, StateBall(0.4).bind(policy.state_std), iterations=20_000)
-    attack = Steered(adversary)                     # PGD towards argmax adversary(obs), every step
+    attack = Steered(adversary, label="learned")    # PGD towards argmax adversary(obs), every step
     rollout(policy, "CartPole-v1", seeds, ball, attack)
 
 The adversary is a ``PolicyNet`` (obs (N, D) raw units -> (N, A) scores over the victim's

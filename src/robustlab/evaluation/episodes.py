@@ -38,7 +38,8 @@ class EpisodeStats:
     Attributes:
         returns: undiscounted return of each episode.
         steps: steps of each episode.
-        attacked: steps whose observation was perturbed, per episode.
+        attacked: steps whose observation was perturbed, per episode (for the PGD-based attacks:
+            the steps whose action the attack changed; noise perturbs every step).
         forward / backward: model passes the attack spent, per episode (counted).
         seconds: wall time of this setting's rollouts in this call (0 for episodes read back).
     """
@@ -231,7 +232,9 @@ def evaluate_policy(policy: nn.Module, env: str = "CartPole-v1", threat: object 
         ball = bind_scale(as_state_ball(threat), policy, env, seeds)
         config = {"kind": "policy", "env": env, "gymnasium": _gym_version(), "model": model_name or type(policy).__name__,
                   "model_hash": model_hash(policy), "threat": ball.spec(), "scale": list(ball.scale or ()),
-                  "settings": [repr(a) for a in settings], "episodes": episodes, "seed": seed, "fast": fast}
+                  "settings": [repr(a) for a in settings], "episodes": episodes, "seed": seed, "fast": fast,
+                  # stored episodes from before the PGD attacks counted only changed actions are not reused
+                  "attacked": "changed-actions"}
         runs = PolicyRuns(store, config) if store is not None else None
         rows: dict[int, dict[str, Any]] = runs.done() if runs is not None else {}
         stats = {nm: EpisodeStats(nm) for nm in names}
