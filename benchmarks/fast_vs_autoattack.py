@@ -111,7 +111,7 @@ def load_theirs(pattern: str, seed: int, n: int) -> dict:
         for s in [str(seed)] + list(runs):
             if s in runs and "torchattacks" in runs[s]:
                 r = runs[s]["torchattacks"]
-                return dict(r, robust=torch.tensor(r["robust"]), saved=path, aa_seed=int(s))
+                return dict(r, robust=torch.tensor(r["robust"]), saved=path, aa_seed=r.get("aa_seed", int(s)))
         raise SystemExit(f"--theirs: no torchattacks run in {path}")
     for setting in data.values():
         if "torchattacks" in setting:

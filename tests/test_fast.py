@@ -174,3 +174,22 @@ def test_evaluate_audits_fast_and_catches_a_weakened_preset(std):
     honest = rl.evaluate(std, x, y, threat, attacks="fast", diagnostics=False)
     assert honest.robust_accuracy + 0.05 <= rep.robust_accuracy
     assert not bool((honest.robust & ~rep.robust).any())  # what the real preset leaves, the weak one leaves too
+
+
+def test_escalates_targets_once_a_targeted_run_beats_apgd_ce(std):
+    # Standard model, L2 1.5: the margin-guided targets break points APGD-CE missed, so fast must
+    # go on to more targets (up to escalate_targets) on the open points; with escalation off it
+    # stops at n_targets.
+    x, y = rl.data.load("mnist", n=80)
+    threat = rl.LpBall("l2", 1.5)
+    on: list[StageStats] = []
+    off: list[StageStats] = []
+    a = FastEval(threat, steps=20, n_targets=2, square_margin=0.0, seed=0, on_stage=on.append)(std, x, y)
+    b = FastEval(threat, steps=20, n_targets=2, escalate_targets=2, square_margin=0.0, seed=0,
+                 on_stage=off.append)(std, x, y)
+    assert sum(s.broken for s in off if s.stage.startswith("apgd-t")) > 0  # the trigger fired
+    assert not any(s.stage == "apgd-t3" for s in off)
+    assert any(s.stage == "apgd-t3" for s in on)
+    assert int(a.success.sum()) >= int(b.success.sum())
+    with pytest.raises(ValueError, match="escalate_targets"):
+        FastEval(threat, escalate_targets=0)

@@ -11,7 +11,9 @@ at the best point found so far, what to run next:
 2. **Margin-guided targets** (the minimum-margin idea of Gao et al. 2022): ``n_targets``
    targeted APGD-DLR runs, each against the most likely class not yet targeted at the point's
    current best point (not a fixed ranking of the clean logits). The first starts from the best
-   point so far (a warm start), the next ones from random starts.
+   point so far (a warm start), the next ones from random starts. **Escalation**: once a targeted
+   run has broken any point APGD-CE missed, the untargeted gradient is not to be trusted on this
+   model and the targets go on up to ``escalate_targets`` (9, as AutoAttack) on the open points.
 3. **Early rejection**: after the first targeted run, a point whose relative margin (below) is
    still above ``reject_margin`` and fell by less than ``shrink_tol`` in that run is given up as
    robust: large and stable margins are where AutoAttack's remaining budget buys nothing.
@@ -105,6 +107,10 @@ class FastEval:
             and not shrinking are given up as robust (> 1 turns early rejection off).
         square_margin: Square runs on points whose relative margin is below this (0: never).
         square_queries: Square's query budget per point (5000, as in AutoAttack).
+        escalate_targets: once any targeted run has broken a point that APGD-CE missed (its
+            gradient misled it: e.g. a gradient-masking one-step-trained model), the
+            margin-guided targets go on up to this many (9: AutoAttack's APGD-T) on the points
+            still open; ``n_targets`` or less turns escalation off.
         seed: seeds the random starts and Square; the same seed gives the same x_adv.
         on_stage: called with a :class:`StageStats` after every stage (benchmarks, logging).
     """
@@ -117,6 +123,7 @@ class FastEval:
     reject_margin: float = 0.5
     square_margin: float = 0.3
     square_queries: int = 5000
+    escalate_targets: int = 9
     seed: int | None = 0
     on_stage: Callable[[StageStats], None] | None = None
 
@@ -126,6 +133,7 @@ class FastEval:
         check_positive_int(self.n_targets, "n_targets")
         check_positive_int(self.extra_runs, "extra_runs", minimum=0)
         check_positive_int(self.square_queries, "square_queries")
+        check_positive_int(self.escalate_targets, "escalate_targets")
         for name in ("shrink_tol", "reject_margin", "square_margin"):
             check_nonneg_float(getattr(self, name), name)
         if self.on_stage is not None and not callable(self.on_stage):
@@ -256,12 +264,17 @@ class _Run:
             self._apgd(idx, "ce", None, warm=False)
         self._stage("apgd-ce", idx, mark)
 
-        for r in range(1, min(cfg.n_targets, self.n_classes - 1) + 1):
+        targeted_broke = 0  # points the targeted runs broke after APGD-CE missed them
+        r = 0
+        while r < min(max(cfg.n_targets, cfg.escalate_targets if targeted_broke else 0), self.n_classes - 1):
+            r += 1
             idx = self._open()
             if idx.numel() == 0:
                 break
             mark = self._mark()
+            before = int(self.success.sum())
             self._apgd(idx, tloss, self._next_target(idx), warm=r == 1)
+            targeted_broke += int(self.success.sum()) - before
             n_rej = 0
             if r == 1:
                 rej = ~self.success & (self.rel > cfg.reject_margin) & (self.drop <= cfg.shrink_tol)
