@@ -114,7 +114,7 @@ def test_db_ball_pgd_adversarial_training_recipe(model, keyword_clips):
     # Progress 0 of a ramp: no budget yet, the clean loss; full budget: PGD points, a higher loss.
     assert torch.allclose(recipe.loss(model, x, y, g, 0.0).detach(), clean)
     adv = recipe.loss(model, x, y, g, 0.9)
-    assert adv.requires_grad and float(adv) > float(clean) + 1.0
+    assert adv.requires_grad and float(adv.detach()) > float(clean) + 1.0
     assert recipe.spec().startswith("ballpgdat:db:-30:steps=3")
     with pytest.raises(TypeError, match="threat"):
         BallPGDAT(rl.LpBall("linf", 0.1))
