@@ -218,10 +218,11 @@ def at(args: argparse.Namespace) -> None:
                 robust = model(x).argmax(1) == y
             after = {"clean": float(robust.float().mean())}
             s, c = time.perf_counter(), time.process_time()
-            for atk in (PGD(threat, steps=args.steps), APGD(threat, steps=args.steps),
-                        APGDT(threat, steps=args.steps, n_target_classes=9),
-                        FAB(threat, steps=args.steps, n_target_classes=9),
-                        Square(threat, max_queries=args.square_queries)):
+            sequence = {"pgd": PGD(threat, steps=args.steps), "apgd-ce": APGD(threat, steps=args.steps),
+                        "apgd-t": APGDT(threat, steps=args.steps, n_target_classes=9),
+                        "fab-t": FAB(threat, steps=args.steps, n_target_classes=9),
+                        "square": Square(threat, max_queries=args.square_queries)}
+            for atk in (sequence[k] for k in args.sequence):
                 idx = robust.nonzero().squeeze(1)
                 if idx.numel():
                     res = atk(model, x[idx], y[idx])
@@ -249,6 +250,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--models", nargs="+", default=["kws-cnn", "kws-cnn-at"], help="at: the models compared")
     p.add_argument("--square-queries", type=int, default=1000, help="at: Square's query budget")
+    p.add_argument("--sequence", nargs="+", default=["pgd", "apgd-ce", "apgd-t", "fab-t", "square"],
+                   choices=["pgd", "apgd-ce", "apgd-t", "fab-t", "square"], help="at: the attacks, in order")
     p.add_argument("--variants", nargs="+", default=["vertex"], choices=["vertex", "original"],
                    help="genetic: the default search and/or Alzantot et al.'s original settings")
     p.add_argument("--modes", nargs="+", default=["untargeted", "targeted"], choices=["untargeted", "targeted"])
