@@ -146,3 +146,15 @@ def test_headless_chromium_decodes_every_clip(clips, tmp_path):
                           "--dump-dom", page.as_uri()], check=False, capture_output=True, text=True, timeout=120).stdout
     decoded = re.search(r'data-decoded="([^"]*)"', dom)
     assert decoded is not None and decoded.group(1).split(",") == ["1.000"] * 6  # six 1 s clips played back
+
+
+def test_the_report_of_a_stored_audio_run_embeds_its_clips(tmp_path):
+    from robustlab.report.html import write_report
+
+    x, y = rl.data.load("keywords", split="test", n=6)
+    db = tmp_path / "a.db"
+    rep = rl.evaluate(rl.models.load("kws-cnn"), x, y, rl.DbBall(-30), attacks="pgd-10", store=db, diagnostics=False)
+    assert bool((rep.distance[rep.broken_by >= 0] <= -30 + 1e-3).all())  # dB below the clip's peak, inside the ball
+    page = write_report(db, rep.run_id, tmp_path / "a.html").read_text()
+    clips = re.findall(r'<audio controls preload="none" src="data:audio/wav;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(clips) >= 3 and all(base64.b64decode(c)[:4] == b"RIFF" for c in clips)
