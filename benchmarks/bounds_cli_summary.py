@@ -23,6 +23,9 @@ def main() -> None:
             robust += bool(rob)
             cert += idx in certified
             both += (idx in certified) and not rob
+    if n == 0:
+        print("points 0: no finished batch stored yet")
+        return
     print(f"points {n}: clean {100 * clean / n:.2f}% | certified {100 * cert / n:.2f}% | "
           f"empirical robust {100 * robust / n:.2f}% | certified but broken {both}")
 
