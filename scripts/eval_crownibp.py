@@ -92,6 +92,7 @@ def write_card(run: Path, name: str) -> None:
             "training": {k: v for k, v in train.items()
                          if k not in ("log", "train_seconds", "seed", "argv", "cpu_seconds_this_call")},
             "epoch_log": train["log"], "measured": figures, "torch": torch.__version__,
+            "clean_accuracy_test_10k": figures.get("clean_accuracy_test_10k"),  # shown by `robustlab models`
             "platform": platform.platform(), "threads": 1}
     shutil.copyfile(run / "model.safetensors", WEIGHTS / f"{name}.safetensors")
     (WEIGHTS / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")

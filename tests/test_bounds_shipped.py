@@ -39,3 +39,16 @@ def test_certified_points_are_not_broken_and_crown_is_no_looser_than_ibp(crownib
     assert int(crown.certified.sum()) >= 12  # the model certifies most points at 0.3
     broken = PGD(ball, steps=40, restarts=2)(crownibp, x, y).success
     assert not bool((broken & crown.certified).any())
+
+
+@pytest.mark.slow
+def test_the_linf_01_model_certifies_most_points_and_they_survive_pgd(mnist_test):
+    """mnist-cnn-crownibp-0.1: 90.6% CROWN-certified on the first 1000 test points (card); on the
+    first 40 at least 80%, and PGD breaks none of them."""
+    model = rl.models.load("mnist-cnn-crownibp-0.1")
+    x, y = mnist_test[0][:40], mnist_test[1][:40]
+    ball = rl.LpBall("linf", 0.1)
+    crown = CROWN()(model, x, y, ball)
+    assert int(crown.certified.sum()) >= 32
+    broken = PGD(ball, steps=40, restarts=1)(model, x, y).success
+    assert not bool((broken & crown.certified).any())

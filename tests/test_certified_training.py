@@ -65,3 +65,52 @@ def test_certified_training_certifies_what_standard_training_cannot(recipe):
         net.eval()
         accs.append(float(IBP()(net, xt, yt, ball).certified.float().mean()))
     assert accs[0] < 0.1 and accs[1] > 0.35, accs
+
+
+def test_batchnorm_in_training_mode_is_bounded_with_the_clean_batch_statistics():
+    """The recipe's bounds treat a training-mode BatchNorm as the affine map of the clean batch's
+    statistics: they equal eval-mode bounds of a copy whose running statistics are those, and the
+    running statistics move once per step (the clean pass only)."""
+    import copy
+
+    from robustlab.certify import bounds
+    from robustlab.defenses.certified_training import _batch_stats, _clean_forward
+    from robustlab.models.certified import mnist_cnn_bn
+
+    torch.manual_seed(0)
+    net = mnist_cnn_bn(4, 8, 16).train()
+    x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    bn = net[2]
+    before = bn.running_mean.clone()
+    _, stats = _clean_forward(net, x)
+    after = bn.running_mean.clone()
+    assert not torch.equal(before, after)
+    ball = rl.LpBall("linf", 0.05)
+    with _batch_stats(stats):
+        lo, hi = bounds(net, x, ball, "ibp")
+    assert net.training and bn.training and torch.equal(bn.running_mean, after)
+    ref = copy.deepcopy(net).eval()
+    for m, (mean, var) in zip([m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)], stats.values()):
+        m.running_mean.copy_(mean.detach())
+        m.running_var.copy_(var.detach())
+    rlo, rhi = bounds(ref, x, ball, "ibp")
+    torch.testing.assert_close(lo, rlo, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(hi, rhi, rtol=1e-5, atol=1e-5)
+    # the clean logits are inside the bounds computed with the same statistics
+    with torch.no_grad():
+        logits = ref(x)
+    assert bool((lo <= logits + 1e-5).all() and (logits <= hi + 1e-5).all())
+    loss = CROWNIBP(eps=0.1).loss(net, x, y, None, 1.0)
+    loss.backward()
+    assert bn.weight.grad is not None and bool(bn.weight.grad.abs().sum() > 0)
+
+
+def test_ibp_init_scales_weights_by_fan_in():
+    from robustlab.models.certified import ibp_init, mnist_cnn_bn
+
+    net = ibp_init(mnist_cnn_bn(), torch.Generator().manual_seed(0))
+    conv, fc, last = net[1], net[8], net[10]
+    assert float(conv.weight.std()) == pytest.approx((2 * torch.pi) ** 0.5 / 16, rel=0.2)
+    assert float(fc.weight.std()) == pytest.approx((2 * torch.pi) ** 0.5 / 3136, rel=0.05)
+    assert float(fc.bias.abs().max()) == 0.0
+    assert float(last.weight.std()) > 3 * (2 * torch.pi) ** 0.5 / 256  # the last layer keeps its default init
