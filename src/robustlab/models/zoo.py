@@ -35,7 +35,7 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("mnist-cnn-smooth-0.50", "mnist_cnn", "mnist", "randomized smoothing sigma 0.50, Gaussian augmentation", loader="robustlab.certify.smoothing:load_smoothed", threat="l2:1.0"),
         ZooEntry("mnist-lip", "mnist_lip", "mnist", "1-Lipschitz AOL/MaxMin network, margin training", loader="robustlab.models.lipschitz:load_mnist_lip", threat="l2:1.58"),
         ZooEntry("mnist-cnn-trades", "mnist_cnn", "mnist", "TRADES (beta 6, 2 epochs) from mnist-cnn-at's weights, Linf eps 0.3", threat="linf:0.3"),
-        ZooEntry("mnist-cnn-fast", "mnist_cnn", "mnist", "fast (one-step) adversarial training, N-FGSM, Linf eps 0.3", threat="linf:0.3"),
+        ZooEntry("mnist-cnn-fast", "mnist_cnn", "mnist", "one-step (N-FGSM) adversarial training at Linf 0.3: masks gradients, not robust under the standard ensemble", threat="linf:0.3"),
         ZooEntry("fashion-cnn-at", "mnist_cnn", "fashion-mnist", "PGD adversarial training, Linf eps 0.1 (3 epochs)",
                  threat="linf:0.1"),
         # One line per shipped model; modalities and defenses name their own loader.

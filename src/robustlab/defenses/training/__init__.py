@@ -30,8 +30,9 @@ resume with other settings is refused) and a ``threat`` attribute (the default t
 per-epoch robust accuracy and of the monitor).
 
 Recipes here: :class:`Standard`, :class:`PGDAT` (Madry et al. 2018), :class:`TRADES` (Zhang et
-al. 2019), :class:`FastAT` (Wong et al. 2020), :class:`NFGSM` (de Jorge et al. 2022). ``robustlab train`` is the command line
-(:mod:`.cli`); ``python -m robustlab.train`` the same under torchrun (DDP).
+al. 2019), :class:`FastAT` (Wong et al. 2020), :class:`NFGSM` (de Jorge et al. 2022; both take
+``checks`` on their step, Kim et al. 2021). ``robustlab train`` is the command line (:mod:`.cli`);
+``python -m robustlab.train`` the same under torchrun (DDP).
 """
 from robustlab.defenses.training.loop import (
     Cyclic,
