@@ -72,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+            # Every rank past its last collective before the group goes: tearing gloo down while
+            # a peer still has work in flight can abort a rank ("terminate called ...").
+            try:
+                torch.distributed.barrier()
+            finally:
+                torch.distributed.destroy_process_group()
     return 0 if res is not None else 1
 
 
