@@ -69,3 +69,18 @@ def linf03():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# -- the shipped CartPole DQN and states it visits (RL tests: test_rl_policies, test_rl_adversary) --
+@pytest.fixture(scope="module")
+def dqn():
+    torch.set_num_threads(1)
+    return rl.models.load("cartpole-dqn")
+
+
+@pytest.fixture(scope="module")
+def visited(dqn):
+    from robustlab.envs.rollout import greedy_rollout
+
+    _, obs = greedy_rollout(dqn, "CartPole-v1", range(2))
+    return obs[::4]

@@ -17,18 +17,6 @@ from robustlab.threats.obs import StateBall
 EPS = 0.4
 
 
-@pytest.fixture(scope="module")
-def dqn():
-    torch.set_num_threads(1)
-    return rl.models.load("cartpole-dqn")
-
-
-@pytest.fixture(scope="module")
-def visited(dqn):
-    _, obs = greedy_rollout(dqn, "CartPole-v1", range(2))
-    return obs[::4]
-
-
 def test_steered_goes_where_its_chooser_says_inside_the_ball(dqn, visited):
     ball = StateBall(EPS).bind(dqn.state_std)
     u = torch.rand(len(visited), 4, generator=torch.Generator().manual_seed(0))

@@ -9,24 +9,11 @@ import torch
 import robustlab as rl
 from robustlab.attacks.policy import ObsNoise, ObsPGD, Timed, parse_policy_attack
 from robustlab.envs import BatchedCartPole, GymBatch
-from robustlab.envs.rollout import greedy_rollout
 from robustlab.evaluation.episodes import check_min_return, evaluate_policy, rollout
 from robustlab.threats import parse_threat
 from robustlab.threats.obs import StateBall
 
 EPS = 0.4  # the zoo entries' threat: 0.4 state std per dimension
-
-
-@pytest.fixture(scope="module")
-def dqn():
-    torch.set_num_threads(1)
-    return rl.models.load("cartpole-dqn")
-
-
-@pytest.fixture(scope="module")
-def visited(dqn):
-    _, obs = greedy_rollout(dqn, "CartPole-v1", range(2))
-    return obs[::4]
 
 
 def test_batched_cartpole_equals_gymnasium_bit_for_bit(dqn):
