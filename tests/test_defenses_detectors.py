@@ -179,3 +179,21 @@ def test_squeeze_attack_bypasses_the_detector_wherever_the_squeezed_image_falls(
     assert bool(bypassed[flipped].all())
     with pytest.raises(ValueError, match="defended"):
         attack_squeezing(rl.models.load("mnist-cnn+mahalanobis"), x, y, b, 0.3)
+
+
+def test_presets_run_the_defenses_own_squeezing_attack(mnist_test):
+    """A preset (here "pgd-40") on a 1-bit defense runs the defense's ``adaptive_attacks`` last:
+    on 1-bit depth the generic BPDA PGD leaves points that the squeezing attack then breaks,
+    inside the ball (the runner checks every returned point), while an explicit attack list runs
+    only what it lists."""
+    x, y = mnist_test[0][:24], mnist_test[1][:24]
+    threat = rl.threats.LpBall("linf", 0.3)
+    model = rl.models.load("mnist-cnn+bitdepth")
+    preset = rl.evaluate(model, x, y, threat, attacks="pgd-40", diagnostics=False)
+    listed = rl.evaluate(model, x, y, threat, attacks=[PGD(threat, steps=40, restarts=1)], diagnostics=False)
+    assert [a.name for a in preset.attacks] == ["PGD-40", "squeezing"]
+    assert [a.name for a in listed.attacks] == ["PGD-40"]
+    assert preset.attacks[1].broken >= 1 and preset.attacks[1].forward_calls > 0
+    assert preset.robust_accuracy < listed.robust_accuracy
+    assert rl.models.load("mnist-cnn+mahalanobis").adaptive_attacks(threat) == []
+    assert model.adaptive_attacks(rl.threats.LpBall("l2", 1.0)) == []

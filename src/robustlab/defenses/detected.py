@@ -71,6 +71,15 @@ class Detected(nn.Module):
         naive = getattr(inner, "naive_view", None)
         return naive() if callable(naive) else inner
 
+    def adaptive_attacks(self, threat: object) -> list:
+        """Attacks written for this defense, which ``evaluate``'s presets run after the generic
+        ones: the squeezing attack for a 1-bit feature-squeezing detector under Linf."""
+        if getattr(self.detector, "bits", None) == 1 and getattr(threat, "norm", None) == "linf":
+            from robustlab.defenses.squeeze_attack import SqueezingAttack
+
+            return [SqueezingAttack(threat, self)]
+        return []
+
     def spec(self) -> str:
         inner = model_spec(self.model)
         own = f"detect:{self.detector.spec()},fpr{self.fpr:g}"

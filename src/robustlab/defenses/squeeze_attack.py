@@ -26,8 +26,14 @@ gradient attack moves all pixels alike and needs many small steps to carry a fre
 Measured (benchmarks/results/defenses.md): on ``mnist-cnn+squeeze`` every point whose reachable
 squeezed image is misclassified is bypassed, so the combined robust accuracy equals the
 1-bit-depth robust accuracy; what stays robust at eps 0.3 is the budget the rounding removes.
+
+:class:`SqueezingAttack` packages both stages as an attack of the common contract; the two
+1-bit defenses hand it to the evaluation themselves (``adaptive_attacks(threat)``), so the
+presets of ``robustlab evaluate`` run it after the generic attacks on whatever they leave.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +41,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.losses import is_success
 from robustlab.defenses import ops
+from robustlab.results import AttackResult
 from robustlab.validation import check_inputs, check_positive_int
 
 
@@ -172,4 +179,98 @@ def attack_squeezing(defended: nn.Module, x: Tensor, y: Tensor, b: Tensor, eps: 
     return best
 
 
-__all__ = ["bit_sets", "attack_bits", "squeezed_box", "attack_squeezing"]
+class _Counted(nn.Module):
+    """Counts forward passes (per sample) of ``model`` and backward passes through its output."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.forward_calls, self.backward_calls = model, 0, 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        self.forward_calls += x.shape[0]
+        if out.requires_grad:
+            n = x.shape[0]
+
+            def _count(grad: Tensor) -> Tensor:
+                self.backward_calls += n
+                return grad
+
+            out.register_hook(_count)
+        return out
+
+
+@dataclass(frozen=True)
+class SqueezingAttack:
+    """The adaptive attack on a 1-bit squeezer (module doc), as ``attack(model, x, y)``.
+
+    It attacks ``defended`` itself, whatever view it is handed: ``BitDepth(model, 1)`` (stage 1,
+    then the input clipped onto the chosen binary image) or ``Detected(model,
+    FeatureSqueezing(bits=1))`` (both stages). The caller judges the returned points on the
+    deployed model, as for every attack.
+
+    Args:
+        threat: an Linf ``LpBall`` (radius ``eps`` in pixel units).
+        defended: the deployed 1-bit defense (not part of the attack's identity: the model's is).
+        restarts, steps: stage 1's relaxed descent (see :func:`attack_bits`).
+        squeeze_steps: stage 2's descent steps (detector only).
+        seed: stage 1's random starts.
+    """
+
+    threat: object
+    defended: nn.Module = field(repr=False, compare=False)
+    restarts: int = 4
+    steps: int = 60
+    squeeze_steps: int = 200
+    seed: int = 0
+
+    name = "squeezing"
+
+    def __post_init__(self) -> None:
+        if getattr(self.threat, "norm", None) != "linf":
+            raise ValueError(f"threat: the squeezing attack needs an Linf ball, got {self.threat!r}")
+        bits = getattr(getattr(self.defended, "detector", self.defended), "bits", None)
+        if bits != 1:
+            raise ValueError("defended: expected BitDepth(model, 1) or Detected(model, FeatureSqueezing(bits=1))")
+        check_positive_int(self.restarts, "restarts")
+
+    def identity_config(self) -> dict[str, object]:
+        """The run identity: the settings, not the defended module (the model has its own)."""
+        return {"threat": self.threat.spec(), "restarts": self.restarts, "steps": self.steps,  # type: ignore[attr-defined]
+                "squeeze_steps": self.squeeze_steps, "seed": self.seed}
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> AttackResult:
+        """x: (N, C, H, W) in [0, 1]; y: (N,) labels. Returns points within eps (Linf) of x."""
+        if target is not None:
+            raise ValueError("target: the squeezing attack is untargeted")
+        d, eps = self.defended, float(self.threat.eps)  # type: ignore[attr-defined]
+        bare = _Counted(d.model)
+        b = attack_bits(bare, x, y, eps, restarts=self.restarts, steps=self.steps, seed=self.seed)
+        detector = getattr(d, "detector", None)
+        if detector is None:  # BitDepth: any input rounding to b is classified as b
+            lo, hi = squeezed_box(x, b, eps)
+            x_adv = torch.min(torch.max(b, lo), hi)
+            counted = _Counted(d)
+        else:
+            counted = _Counted(d)
+            stage2 = _Detected2(counted, bare, detector)
+            x_adv = attack_squeezing(stage2, x, y, b, eps, steps=self.squeeze_steps)  # type: ignore[arg-type]
+        with torch.no_grad():
+            success = is_success(counted(x_adv), y, None, reject=detector is not None)
+        return AttackResult(x_adv=x_adv.detach(), success=success, distance=self.threat.distance(x_adv, x),  # type: ignore[attr-defined]
+                            forward_calls=bare.forward_calls + counted.forward_calls,
+                            backward_calls=bare.backward_calls + counted.backward_calls)
+
+
+class _Detected2(nn.Module):
+    """The deployed detector model with counted calls, exposing what stage 2 reads."""
+
+    def __init__(self, counted: _Counted, bare: _Counted, detector: nn.Module) -> None:
+        super().__init__()
+        self.counted, self.model, self.detector = counted, bare, detector
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.counted(x)
+
+
+__all__ = ["bit_sets", "attack_bits", "squeezed_box", "attack_squeezing", "SqueezingAttack"]

@@ -148,6 +148,15 @@ class BitDepth(InputTransform):
     def transform(self, x: Tensor, gens: list[torch.Generator] | None) -> Tensor:
         return ops.bit_depth(x, self.bits)
 
+    def adaptive_attacks(self, threat: object) -> list:
+        """At 1 bit under Linf: the squeezing attack's first stage (choose the reachable binary
+        image), which ``evaluate``'s presets run after the generic BPDA attacks."""
+        if self.bits == 1 and getattr(threat, "norm", None) == "linf":
+            from robustlab.defenses.squeeze_attack import SqueezingAttack
+
+            return [SqueezingAttack(threat, self)]
+        return []
+
     def settings(self) -> str:
         return str(self.bits)
 

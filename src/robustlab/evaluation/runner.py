@@ -95,6 +95,14 @@ def resolve_attacks(attacks: Sequence[Attack] | str | None, threat: object) -> l
     return attacks
 
 
+def adaptive_attacks_of(model: object, threat: object) -> list[Attack]:
+    """The attacks a defense names for itself (``model.adaptive_attacks(threat)``, e.g. the
+    squeezing attack of a 1-bit squeezer): a preset (or the default) runs them after its own,
+    on the points those leave; an explicit list of attacks runs exactly what it lists."""
+    extra = getattr(model, "adaptive_attacks", None)
+    return list(extra(threat)) if callable(extra) else []
+
+
 def resolve_certifiers(certifiers: Sequence[object] | str | None) -> list[object]:
     if certifiers is None:
         return []
@@ -194,7 +202,8 @@ def evaluate(
         x: inputs; y: (N,) int64 labels.
         threat: any threat of ``robustlab.threats`` (e.g. ``LpBall("linf", 0.3)``, or your own
             class with spec/validate/distance/admits).
-        attacks: attacks run in order on the still-robust points; default PGD-40.
+        attacks: attacks run in order on the still-robust points; default PGD-40. A preset name
+            (or the default) also runs the defense's own ``adaptive_attacks(threat)`` last.
         certifiers: certifiers run on every point before the attacks (``robustlab.certify``, or a
             registry spec such as "crown"); their per-sample results go to ``report.certified``.
         batch_size: points per batch; each finished batch is committed to the store.
@@ -236,6 +245,8 @@ def evaluate(
         raise ValueError(f"diagnostics: expected True/False or 'fast', 'full', 'off', got {diagnostics!r}")
     diagnostics = {True: "fast", False: False, "off": False}.get(diagnostics, diagnostics)  # type: ignore[arg-type]
     attack_list = resolve_attacks(attacks, threat)
+    if view == "adaptive" and (attacks is None or isinstance(attacks, str)):
+        attack_list += adaptive_attacks_of(model, threat)
     if getattr(model, "random", False):
         attack_list = [_without_early_stop(a) for a in attack_list]
     cert_list = resolve_certifiers(certifiers)
