@@ -58,3 +58,19 @@ def test_section_renders_in_headless_chromium(jpeg_reports, tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-500:]
     assert out.stdout.count('class="card naive"') == 1 and out.stdout.count('class="card adaptive"') == 1
+
+
+def test_report_pairs_naive_and_adaptive_runs_when_the_defense_adds_its_own_attack(tmp_path):
+    """On 1-bit depth the adaptive run of a preset also runs the defense's squeezing attack; the
+    stored report still finds the naive twin (same preset) and shows both blocks."""
+    from robustlab.evaluation.store import Store
+    from robustlab.report.html import write_report
+
+    x, y = rl.data.load("mnist", "test", n=8)
+    defended, threat, db = rl.models.load("mnist-cnn+bitdepth"), rl.LpBall("linf", 0.3), tmp_path / "runs.db"
+    naive = rl.evaluate(defended, x, y, threat, "pgd-10", view="naive", diagnostics=False, store=db)
+    adaptive = rl.evaluate(defended, x, y, threat, "pgd-10", diagnostics=False, store=db)
+    assert len(adaptive.attacks) == len(naive.attacks) + 1
+    page = write_report(db, adaptive.run_id, tmp_path / "r.html").read_text()
+    assert 'class="card naive"' in page and 'class="card adaptive"' in page
+    assert len(Store(db).runs()) == 2

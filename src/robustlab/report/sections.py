@@ -181,6 +181,15 @@ def certified_radius(run: Any, db: Store) -> str:
             "per-sample radii).</figcaption></figure></section>")
 
 
+def _same_setup(a: dict, b: dict) -> bool:
+    """Two runs' configs (view removed) describe the same evaluation, up to the attacks a defense
+    adds for itself to the adaptive run (``adaptive_attacks``: appended after the preset's)."""
+    a, b = dict(a), dict(b)
+    xa, xb = a.pop("attacks", []), b.pop("attacks", [])
+    short, long = sorted((xa, xb), key=len)
+    return a == b and long[: len(short)] == short
+
+
 def defense_pair(run: Any, db: Store) -> str:
     """The naive and adaptive blocks side by side, when the store holds both runs of a defense."""
     cfg = dict(run.info.config)
@@ -189,7 +198,8 @@ def defense_pair(run: Any, db: Store) -> str:
     for other in db.runs():
         oc = dict(other.config)
         ov = oc.pop("view", "adaptive")
-        if other.run_id != run.info.run_id and ov != view and oc == cfg and other.model_hash == run.info.model_hash \
+        if other.run_id != run.info.run_id and ov != view and _same_setup(cfg, oc) \
+                and other.model_hash == run.info.model_hash \
                 and other.data.get("sha256") == run.info.data.get("sha256") and other.summary:
             twin = other
     if twin is None or not run.info.summary:
