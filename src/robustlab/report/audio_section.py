@@ -19,10 +19,9 @@ import wave
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+from robustlab.report.plots import COLORS as _COLORS, png
 
 
 def _waveform(x: object, name: str) -> np.ndarray:
@@ -60,10 +59,7 @@ def wav_data_url(w: np.ndarray, rate: int) -> str:
 
 
 def _png(fig: Figure) -> str:
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return png(fig, dpi=90)
 
 
 def success_vs_db(curve: Mapping[str, Sequence[tuple[float, float]]], title: str = "Attack success vs budget") -> str:

@@ -12,14 +12,19 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+_COLORS = COLORS
 
 
-def _png(fig: Figure) -> str:
+def png(fig: Figure, dpi: int = 110) -> str:
+    """The figure as base64 PNG (Agg canvas, tight box), for a ``data:image/png;base64,`` URL."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+_png = png
 
 
 def distance_curve(clean_correct: np.ndarray, robust: np.ndarray, distance: np.ndarray, eps: float,

@@ -8,29 +8,22 @@ self-contained. Frames come from gymnasium's ``render_mode="rgb_array"`` (needs 
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
 from robustlab.attacks.policy import ObsAttack
 from robustlab.envs import GymBatch
 from robustlab.evaluation.episodes import rollout
+from robustlab.report.plots import COLORS as _COLORS, png
 from robustlab.threats.obs import StateBall
-
-_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
 def _png(fig: Figure) -> str:
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return png(fig, dpi=100)
 
 
 def return_curves(curves: Mapping[str, Mapping[float, float]], clean: float | None = None, title: str = "") -> str:

@@ -8,9 +8,7 @@ names a dataset robustlab can load; adversarial inputs come from the store's ``e
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -50,12 +48,9 @@ def _examples(db: Store, run_id: str) -> list[tuple[int, int, int, Any]]:
 
 
 def _png(fig: Any) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from robustlab.report.plots import png
 
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return png(fig, dpi=96)
 
 
 def gallery(run: Any, db: Store, limit: int = 8) -> str:
