@@ -55,3 +55,19 @@ def test_the_report_of_a_policy_run_shows_curves_and_the_strip_not_classifier_ca
     assert 'class="policy"' in page and "return vs eps, cartpole-dqn" in page and 'alt="episode strip"' in page
     assert 'id="clean-card"' not in page and "Per-attack breakdown" not in page  # no classifier figures
     assert "CartPole-v1, 2 episode(s) from seed 0" in page and rep.clean is not None
+
+
+def test_return_curves_show_negative_returns():
+    """Acrobot-v1's returns are negative: the curve must be drawn inside the axes (a y axis pinned
+    at 0 left only the legend's swatch of the pgd colour: ~55 pixels; drawn: ~850)."""
+    import base64
+    import io
+
+    from matplotlib.image import imread
+
+    from robustlab.report.policy_section import return_curves
+
+    png = return_curves({"noise": {0.0: -82.0, 0.2: -82.7}, "pgd": {0.0: -82.0, 0.2: -356.6}}, clean=-82.0)
+    img = imread(io.BytesIO(base64.b64decode(png)))
+    red = (img[..., 0] > 0.6) & (img[..., 1] < 0.4) & (img[..., 2] < 0.4)  # plots.COLORS[1], the second series
+    assert red.sum() > 300

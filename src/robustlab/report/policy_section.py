@@ -45,7 +45,9 @@ def return_curves(curves: Mapping[str, Mapping[float, float]], clean: float | No
         ax.axhline(clean, color="black", linewidth=0.8, linestyle=":", label="clean")
     ax.set_xlabel("eps (state std per dimension)")
     ax.set_ylabel("mean return")
-    ax.set_ylim(bottom=0)
+    values = [v for pts in curves.values() for v in pts.values()] + ([clean] if clean is not None else [])
+    if min(values) >= 0:  # CartPole: returns from 0; Acrobot-v1's are negative, let matplotlib scale them
+        ax.set_ylim(bottom=0)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     return _png(fig)
