@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import robustlab as rl
 from robustlab.attacks import PGD
-from robustlab.defenses.training import (NFGSM, PGDAT, TRADES, Cyclic, FastAT, GradAlign, Monitor, Piecewise,
+from robustlab.defenses.training import (NFGSM, PGDAT, TRADES, Cyclic, FastAT, GradAlign, GuidedAT, Monitor, Piecewise,
                                          Standard, evaluate_epoch, perturb, ramp, train)
 from robustlab.defenses.training.recipes import gradient_misalignment, input_gradient
 from robustlab.defenses.training import _store, checkpoint
@@ -335,7 +335,7 @@ def test_gradalign_loss_is_the_reference_computation(trained, digits) -> None:
     r = GradAlign(T01, lam=0.7)
     trained.train()
     got = r.loss(trained, x, y, torch.Generator().manual_seed(3), 0.5)
-    x_adv, g1, t = r.points(trained, x, y, torch.Generator().manual_seed(3), 0.5)
+    x_adv = r.points(trained, x, y, torch.Generator().manual_seed(3), 0.5)[0]
     assert torch.equal(x_adv, perturb(trained, T01, x, y, torch.Generator(), steps=1, step_size=0.1,
                                       random_start=False))
     noisy = T01.random_start(x, torch.Generator().manual_seed(3))  # the generator's first draw
@@ -355,3 +355,42 @@ def test_gradalign_loss_is_the_reference_computation(trained, digits) -> None:
                                     params)
     assert max(float((a - b).abs().max()) for a, b in zip(g_with, g_without)) > 1e-4
     assert torch.equal(GradAlign(T01, warmup=0.5).points(trained, x, y, torch.Generator(), 0.0)[0], x)
+
+
+def test_guided_at_step_and_loss_are_the_reference_computation(trained, digits) -> None:
+    """GuidedAT: the point is one signed step of alpha, from a Bernoulli start of +-noise*eps
+    (drawn from the recipe's generator), up the gradient of CE + lam * ||softmax - clean
+    softmax||^2, projected to the ball; the loss is the clean CE + lam * the mean distance at
+    that point; lam is boosted from boost_at on; and the step raises the guided loss."""
+    x, y = digits[0][:50], digits[1][:50]
+    r = GuidedAT(T01, lam=2.0, boost=3.0, boost_at=0.5, noise=0.5)
+    assert r.weight(0.49) == 2.0 and r.weight(0.5) == 6.0
+    trained.train()
+    p = r.points(trained, x, y, torch.Generator().manual_seed(5), 0.25)
+    assert trained.training
+    trained.eval()
+    sign = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(5)).float() * 2 - 1
+    x0 = T01.project(x + 0.05 * sign, x)
+    with torch.no_grad():
+        p_clean = F.softmax(trained(x), dim=1)
+    xg = x0.clone().requires_grad_(True)
+    out = trained(xg)
+    guided = F.cross_entropy(out, y, reduction="sum") + 2.0 * (F.softmax(out, dim=1) - p_clean).pow(2).sum()
+    g = torch.autograd.grad(guided, xg)[0]
+    want = T01.project(x0 + 0.1 * g.sign(), x)
+    assert torch.allclose(p, want, atol=1e-6)
+    assert (p - x).abs().max() <= 0.1 + 1e-6 and p.min() >= 0 and p.max() <= 1
+    with torch.no_grad():
+        def guided_at(z):
+            o = trained(z)
+            return float(F.cross_entropy(o, y) + 2.0 * (F.softmax(o, dim=1) - p_clean).pow(2).sum(1).mean())
+        assert guided_at(p) > guided_at(x0)
+        trained.train()
+        got = r.loss(trained, x, y, torch.Generator().manual_seed(5), 0.25)
+        clean = trained(x)
+        ref = F.cross_entropy(clean, y) + 2.0 * (F.softmax(trained(p), dim=1) - F.softmax(clean, dim=1)).pow(2).sum(1).mean()
+    assert torch.allclose(got, ref, atol=1e-5)
+    assert torch.equal(GuidedAT(T01, warmup=0.5).points(trained, x, y, torch.Generator(), 0.0), x)
+    for bad, field in (({"lam": -1.0}, "lam:"), ({"noise": float("nan")}, "noise:"), ({"boost_at": 2.0}, "boost_at:")):
+        with pytest.raises(ValueError, match=field):
+            GuidedAT(T01, **bad)
