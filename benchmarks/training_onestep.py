@@ -25,7 +25,14 @@ import torch
 
 import robustlab as rl
 from robustlab.attacks.apgd import APGD, APGDT
-from robustlab.defenses.training import PGDAT, GradAlign, GuidedAT, Monitor, Piecewise, train
+from robustlab.defenses.training import (
+    PGDAT,
+    GradAlign,
+    GuidedAT,
+    Monitor,
+    Piecewise,
+    train,
+)
 from robustlab.threats import LpBall
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +85,7 @@ def main() -> None:
     if args.cmd == "screen":
         state = torch.load(args.path, weights_only=True)
         model = rl.models.mnist_cnn()
-        model.load_state_dict(state["model"] if "model" in state else state)
+        model.load_state_dict(state.get("model", state))
         c = time.process_time()
         res = screen(model, args.n, args.steps)
         res.update(epoch=state.get("epoch"), step=state.get("step"), cpu_s=round(time.process_time() - c, 1))
