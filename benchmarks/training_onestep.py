@@ -27,6 +27,7 @@ import robustlab as rl
 from robustlab.attacks.apgd import APGD, APGDT
 from robustlab.defenses.training import (
     PGDAT,
+    FastAT,
     GradAlign,
     GuidedAT,
     Monitor,
@@ -50,6 +51,9 @@ CANDIDATES = {
     "ga10-rs": (GradAlign(LINF03, lam=10.0, alpha=0.375, random_start=True, warmup=0.3), 6, None, Piecewise(1e-3)),
     # one guided step, clean CE + squared softmax distance (after GAT)
     "guided": (GuidedAT(LINF03, lam=15.0, boost=3.0, boost_at=0.5, noise=0.5, warmup=0.1), 8, None, Piecewise(1e-3)),
+    # FGSM from a uniform start (alpha 1.25 eps), projected, cut at the first of 1/3, 2/3 where the
+    # model errs (Kim et al. 2021's own setting, in the ball)
+    "fast-checks": (FastAT(LINF03, alpha=0.375, checks=3, warmup=0.3), 10, None, Piecewise(1e-3)),
     # two PGD steps (two attack gradients a step: the cheapest multi-step recipe, for comparison)
     "pgd2": (PGDAT(LINF03, steps=2, warmup=0.2), 8, None, Piecewise(1e-3)),
 }
