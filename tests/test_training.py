@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 import robustlab as rl
 from robustlab.attacks import PGD
-from robustlab.defenses.training import (NFGSM, PGDAT, TRADES, Cyclic, FastAT, Monitor, Piecewise, Standard,
-                                         evaluate_epoch, perturb, ramp, train)
+from robustlab.defenses.training import (NFGSM, PGDAT, TRADES, Cyclic, FastAT, GradAlign, GuidedAT, Monitor, Piecewise,
+                                         Standard, evaluate_epoch, perturb, ramp, train)
+from robustlab.defenses.training.recipes import gradient_misalignment, input_gradient
 from robustlab.defenses.training import _store, checkpoint
 from robustlab.models.architectures import digits_mlp, mnist_cnn
 from robustlab.threats import LpBall
@@ -299,3 +300,97 @@ def test_training_curves_render_the_stored_rows(digits, tmp_path: Path) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     with pytest.raises(ValueError, match="rows"):
         training_curves([])
+
+
+def test_gradalign_penalty_is_zero_for_a_linear_two_class_model_not_for_a_relu_net(digits) -> None:
+    """For logits linear in x with two classes, the input gradient of the cross-entropy is
+    (p_1 - [y = 1]) (w_1 - w_0): every point of the ball gives the same direction, so GradAlign's
+    1 - cos is 0. A ReLU network's gradient turns inside the ball: the penalty is > 0."""
+    x, y = digits[0][:200], digits[1][:200]
+    y2 = (y >= 5).long()
+    torch.manual_seed(0)
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    relu = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+    noisy = LpBall("linf", 0.3).random_start(x, torch.Generator().manual_seed(0))
+
+    def penalty(m):
+        return gradient_misalignment(input_gradient(m, x, y2, create_graph=False),
+                                     input_gradient(m, noisy, y2, create_graph=True))
+
+    assert abs(float(penalty(linear).detach())) < 1e-5
+    p = penalty(relu)
+    assert float(p.detach()) > 1e-3 and p.requires_grad
+    with pytest.raises(ValueError, match="lam:"):
+        GradAlign(T01, lam=-1.0)
+    with pytest.raises(ValueError, match="threat:"):
+        GradAlign(LpBall("l2", 1.0))
+
+
+def test_gradalign_loss_is_the_reference_computation(trained, digits) -> None:
+    """GradAlign's loss = CE at the FGSM point of the attack code (perturb, one step, no random
+    start) + lam * (1 - mean cosine of per-sample input gradients at x and at the uniform point
+    drawn from the recipe's generator), computed here one sample at a time; and the penalty
+    reaches the parameters (double backprop): their gradient differs from lam = 0's."""
+    x, y = digits[0][:20], digits[1][:20]
+    r = GradAlign(T01, lam=0.7)
+    trained.train()
+    got = r.loss(trained, x, y, torch.Generator().manual_seed(3), 0.5)
+    x_adv = r.points(trained, x, y, torch.Generator().manual_seed(3), 0.5)[0]
+    assert torch.equal(x_adv, perturb(trained, T01, x, y, torch.Generator(), steps=1, step_size=0.1,
+                                      random_start=False))
+    noisy = T01.random_start(x, torch.Generator().manual_seed(3))  # the generator's first draw
+    cos = []
+    for i in range(x.shape[0]):
+        grads = []
+        for pt in (x[i:i + 1], noisy[i:i + 1]):
+            xi = pt.clone().requires_grad_(True)
+            grads.append(torch.autograd.grad(F.cross_entropy(trained(xi), y[i:i + 1]), xi)[0].flatten())
+        cos.append(F.cosine_similarity(grads[0], grads[1], dim=0))
+    with torch.no_grad():
+        want = F.cross_entropy(trained(x_adv), y) + 0.7 * (1 - torch.stack(cos).mean())
+    assert torch.allclose(got.detach(), want, atol=1e-5)
+    params = list(trained.parameters())
+    g_with = torch.autograd.grad(got, params)
+    g_without = torch.autograd.grad(GradAlign(T01, lam=0.0).loss(trained, x, y, torch.Generator().manual_seed(3), 0.5),
+                                    params)
+    assert max(float((a - b).abs().max()) for a, b in zip(g_with, g_without)) > 1e-4
+    assert torch.equal(GradAlign(T01, warmup=0.5).points(trained, x, y, torch.Generator(), 0.0)[0], x)
+
+
+def test_guided_at_step_and_loss_are_the_reference_computation(trained, digits) -> None:
+    """GuidedAT: the point is one signed step of alpha, from a Bernoulli start of +-noise*eps
+    (drawn from the recipe's generator), up the gradient of CE + lam * ||softmax - clean
+    softmax||^2, projected to the ball; the loss is the clean CE + lam * the mean distance at
+    that point; lam is boosted from boost_at on; and the step raises the guided loss."""
+    x, y = digits[0][:50], digits[1][:50]
+    r = GuidedAT(T01, lam=2.0, boost=3.0, boost_at=0.5, noise=0.5)
+    assert r.weight(0.49) == 2.0 and r.weight(0.5) == 6.0
+    trained.train()
+    p = r.points(trained, x, y, torch.Generator().manual_seed(5), 0.25)
+    assert trained.training
+    trained.eval()
+    sign = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(5)).float() * 2 - 1
+    x0 = T01.project(x + 0.05 * sign, x)
+    with torch.no_grad():
+        p_clean = F.softmax(trained(x), dim=1)
+    xg = x0.clone().requires_grad_(True)
+    out = trained(xg)
+    guided = F.cross_entropy(out, y, reduction="sum") + 2.0 * (F.softmax(out, dim=1) - p_clean).pow(2).sum()
+    g = torch.autograd.grad(guided, xg)[0]
+    want = T01.project(x0 + 0.1 * g.sign(), x)
+    assert torch.allclose(p, want, atol=1e-6)
+    assert (p - x).abs().max() <= 0.1 + 1e-6 and p.min() >= 0 and p.max() <= 1
+    with torch.no_grad():
+        def guided_at(z):
+            o = trained(z)
+            return float(F.cross_entropy(o, y) + 2.0 * (F.softmax(o, dim=1) - p_clean).pow(2).sum(1).mean())
+        assert guided_at(p) > guided_at(x0)
+        trained.train()
+        got = r.loss(trained, x, y, torch.Generator().manual_seed(5), 0.25)
+        clean = trained(x)
+        ref = F.cross_entropy(clean, y) + 2.0 * (F.softmax(trained(p), dim=1) - F.softmax(clean, dim=1)).pow(2).sum(1).mean()
+    assert torch.allclose(got, ref, atol=1e-5)
+    assert torch.equal(GuidedAT(T01, warmup=0.5).points(trained, x, y, torch.Generator(), 0.0), x)
+    for bad, field in (({"lam": -1.0}, "lam:"), ({"noise": float("nan")}, "noise:"), ({"boost_at": 2.0}, "boost_at:")):
+        with pytest.raises(ValueError, match=field):
+            GuidedAT(T01, **bad)

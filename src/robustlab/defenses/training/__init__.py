@@ -31,7 +31,8 @@ per-epoch robust accuracy and of the monitor).
 
 Recipes here: :class:`Standard`, :class:`PGDAT` (Madry et al. 2018), :class:`TRADES` (Zhang et
 al. 2019), :class:`FastAT` (Wong et al. 2020), :class:`NFGSM` (de Jorge et al. 2022; both take
-``checks`` on their step, Kim et al. 2021). ``robustlab train`` is the command line (:mod:`.cli`);
+``checks`` on their step, Kim et al. 2021), :class:`GradAlign` (Andriushchenko & Flammarion 2020), :class:`GuidedAT`
+(after Sriramanan et al. 2020). ``robustlab train`` is the command line (:mod:`.cli`);
 ``python -m robustlab.train`` the same under torchrun (DDP).
 """
 from robustlab.defenses.training.loop import (
@@ -48,6 +49,8 @@ from robustlab.defenses.training.recipes import (
     TRADES,
     NFGSM,
     FastAT,
+    GradAlign,
+    GuidedAT,
     Recipe,
     Standard,
     perturb,
@@ -58,6 +61,6 @@ from robustlab.defenses.training.recipes import (
 
 __all__ = [
     "train", "TrainResult", "Piecewise", "Cyclic", "data_order", "evaluate_epoch",
-    "Recipe", "Standard", "PGDAT", "TRADES", "FastAT", "NFGSM", "perturb", "ramp", "scaled", "unwrap",
+    "Recipe", "Standard", "PGDAT", "TRADES", "FastAT", "NFGSM", "GradAlign", "GuidedAT", "perturb", "ramp", "scaled", "unwrap",
     "Monitor", "EpochStats", "Flag",
 ]
