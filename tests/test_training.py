@@ -13,7 +13,7 @@ import robustlab as rl
 from robustlab.attacks import PGD
 from robustlab.defenses.training import (NFGSM, PGDAT, TRADES, Cyclic, FastAT, GradAlign, GuidedAT, Monitor, Piecewise,
                                          Standard, evaluate_epoch, perturb, ramp, train)
-from robustlab.defenses.training.recipes import gradient_misalignment, input_gradient
+from robustlab.defenses.training.regularized import gradient_misalignment, input_gradient
 from robustlab.defenses.training import _store, checkpoint
 from robustlab.models.architectures import digits_mlp, mnist_cnn
 from robustlab.threats import LpBall

@@ -44,13 +44,12 @@ from robustlab.defenses.training.loop import (
     train,
 )
 from robustlab.defenses.training.monitor import EpochStats, Flag, Monitor
+from robustlab.defenses.training.regularized import GradAlign, GuidedAT
 from robustlab.defenses.training.recipes import (
     PGDAT,
     TRADES,
     NFGSM,
     FastAT,
-    GradAlign,
-    GuidedAT,
     Recipe,
     Standard,
     perturb,
