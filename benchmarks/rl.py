@@ -335,6 +335,12 @@ def card(args) -> None:
         "own_units": {"clean": p["clean"], **{k: round(v["mean"], 1) for k, v in per.items()}},
         "share_of_steps_whose_action_changed": {k: round(v["attacked"], 3) for k, v in per.items()
                                                 if "attacked" in v and k not in ("noise", "worst")}}
+    for other in sorted(RESULTS.glob(f"rl-{args.model}@*.json")):  # the ball in another policy's units
+        q = json.loads(other.read_text())["points"].get(f"{eps:g}")
+        if q is not None:
+            units = other.stem.split("@", 1)[1]
+            c[f"measured_state_{eps:g}_seeds_0_{p['episodes'] - 1}"][f"units_of_{units}"] = {
+                "clean": q["clean"], **{k: round(v["mean"], 1) for k, v in q.items() if isinstance(v, dict) and "mean" in v}}
     c["measured_by"] = f"python benchmarks/rl.py curves (see benchmarks/results/rl.md); python benchmarks/rl.py card --model {args.model}"
     path.write_text(json.dumps(c, indent=2) + "\n")
     print(json.dumps(c[f"measured_state_{eps:g}_seeds_0_{p['episodes'] - 1}"], indent=1))

@@ -77,3 +77,18 @@ def test_cli_evaluates_the_acrobot_policy_and_stores_it(tmp_path):
                                  episodes=2, store=tmp_path / "runs.db", min_return=-150)
     text = out.getvalue()
     assert code == 1 and "FAILS the gate" in text and "min-q" in text and f"state:{EPS:g}" in text
+
+
+def test_robust_acrobot_dqn_holds_where_the_vanilla_one_breaks(acrobot):
+    robust = rl.models.load("acrobot-dqn-robust")
+    # the same raw perturbation for both: the ball in the vanilla policy's state std
+    ball = StateBall(EPS).bind(acrobot.state_std)
+    seeds = range(3)
+    clean, _ = rollout(robust, ENV, seeds)
+    worst = {}
+    for name, policy in (("vanilla", acrobot), ("robust", robust)):
+        per_attack = [rollout(policy, ENV, seeds, ball, a, stream=5)[0].returns
+                      for a in (ObsPGD(target=0), ObsPGD(target=2))]  # the steady pushes, the strongest attacks
+        worst[name] = float(np.min(per_attack, axis=0).mean())
+    assert float(np.mean(clean.returns)) >= -110
+    assert worst["robust"] >= worst["vanilla"] + 150, worst
