@@ -237,6 +237,8 @@ def table(args) -> None:
              "(more timed attacks at the headline eps; Acrobot-v1: return = minus the steps to swing up, -500 when the",
              "500-step limit is reached; the headline eps 0.2 is the smallest of 0.05/0.1/0.2/0.3/0.5 where the worst",
              "attack comes within 10% of the -500 floor while noise costs < 5 steps),",
+             "`python benchmarks/rl.py curves --models acrobot-dqn-robust --eps 0.2 --timed 0.1 --episodes 20` (and",
+             "`--scale-from acrobot-dqn`),",
              "`python benchmarks/rl.py table`.", "",
              "## Headline (each policy's zoo threat: state:0.4 for CartPole, state:" + f"{headline_eps('acrobot-dqn'):g}"
              + " for Acrobot; 20 episodes; computed from the JSON files)", "",
