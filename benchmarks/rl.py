@@ -1,10 +1,13 @@
 """Reinforcement-learning figures (issue 18): return under observation attacks vs eps for the
-shipped CartPole policies, the strategically-timed attack's share of attacked steps, and the
-rollout speed of the batched evaluation against a plain gymnasium loop.
+shipped policies (CartPole-v1 and Acrobot-v1, the environment read from each zoo entry), the
+strategically-timed attack's share of attacked steps, and the rollout speed of the batched
+CartPole evaluation against a plain gymnasium loop.
 
     python benchmarks/rl.py curves --models cartpole-dqn,cartpole-ppo --eps 0.1,0.2,0.3,0.4,0.5 --episodes 20
+    python benchmarks/rl.py curves --models acrobot-dqn --eps 0.05,0.1,0.2 --episodes 20
     python benchmarks/rl.py speed --model cartpole-dqn --episodes 100
     python benchmarks/rl.py table            # benchmarks/results/rl.md from the saved JSON
+    python benchmarks/rl.py card --model acrobot-dqn   # the headline point into the model card
 
 Results go to benchmarks/results/rl-*.json (one file per model, merged over eps), then the table.
 Every number is a mean over seeded episodes 0..N-1; "worst" is the per-episode minimum over the
@@ -28,10 +31,30 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ENV = "CartPole-v1"
 
 
-def attacks_for(model: str, timed: str, extra: str = "") -> list[str]:
-    """fgsm, pgd, the steady pushes, min-q (DQN), the timed attacks (``timed``: thresholds, or
-    THRESHOLD:INNER such as 0.2:learned:cartpole-ppo-adversary), and ``extra`` names."""
-    names = ["fgsm", "pgd", "pgd-action0", "pgd-action1"]
+def env_of(model: str) -> str:
+    """The gymnasium id a shipped policy acts in (its zoo entry's dataset)."""
+    from robustlab.models.zoo import ZOO
+
+    return ZOO[model].dataset if model in ZOO else ENV
+
+
+def headline_eps(model: str) -> float:
+    """The eps of the policy's own threat in the zoo ("state:0.4" -> 0.4; 0.4 when none)."""
+    from robustlab.models.zoo import ZOO
+
+    threat = ZOO[model].threat if model in ZOO else None
+    return float(threat.split(":")[1]) if threat else 0.4
+
+
+def result_files() -> list[Path]:
+    """The per-model curve files (rl-MODEL[@UNITS].json), not the speed or probe files."""
+    return sorted(p for p in RESULTS.glob("rl-*.json") if not p.name.startswith(("rl-speed-", "rl-probe-")))
+
+
+def attacks_for(model: str, timed: str, extra: str = "", n_actions: int = 2) -> list[str]:
+    """fgsm, pgd, the steady pushes (one per action), min-q (DQN), the timed attacks (``timed``:
+    thresholds, or THRESHOLD:INNER such as 0.2:learned:cartpole-ppo-adversary), and ``extra`` names."""
+    names = ["fgsm", "pgd"] + [f"pgd-action{a}" for a in range(n_actions)]
     for t in filter(None, timed.split(",")):
         thr, _, inner = t.partition(":")
         names.append(f"timed{float(thr):g}-{inner or 'pgd'}")
@@ -44,12 +67,15 @@ def curves(args) -> None:
         # vanilla one's units, so that both face the same raw perturbation)
         tag = model + (f"@{args.scale_from}" if args.scale_from else "")
         path = RESULTS / f"rl-{tag}.json"
+        env = env_of(model)
         data = json.loads(path.read_text()) if path.is_file() else {"model": tag, "points": {}}
+        data["env"] = env
         policy = rl.models.load(model)
         std = rl.models.load(args.scale_from).state_std if args.scale_from else policy.state_std
         for eps in [float(e) for e in args.eps.split(",")]:
             t0 = time.time()
-            rep = evaluate_policy(policy, ENV, rl.StateBall(eps).bind(std), attacks_for(model, args.timed, args.extra),
+            rep = evaluate_policy(policy, env, rl.StateBall(eps).bind(std),
+                                  attacks_for(model, args.timed, args.extra, policy.n_actions),
                                   episodes=args.episodes, seed=0, model_name=model)
             per = {s.name: s for s in [rep.noise] + rep.attacks}
             full = [s for s in rep.attacks if not s.name.startswith("timed") and s.name != "fgsm"]
@@ -76,6 +102,8 @@ def speed(args) -> None:
     from robustlab.evaluation.episodes import rollout
     from robustlab.threats.obs import StateBall
 
+    if env_of(args.model) != ENV:
+        raise SystemExit(f"--model: speed compares the batched CartPole with gymnasium; {args.model} is not a CartPole policy")
     policy = rl.models.load(args.model)
     ball = StateBall(args.speed_eps).bind(policy.state_std)
     out = {"model": args.model, "episodes": args.episodes, "torch_threads": torch.get_num_threads(),
@@ -128,6 +156,8 @@ def probe(args) -> None:
     from robustlab.evaluation.episodes import rollout
     from robustlab.threats.obs import StateBall
 
+    if env_of(args.model) != ENV:
+        raise SystemExit(f"--model: probe steers the batched CartPole; {args.model} is not a CartPole policy")
     policy = rl.models.load(args.model)
     eps = float(args.eps.split(",")[0])
     ball = StateBall(eps).bind(policy.state_std)
@@ -184,11 +214,12 @@ def probe(args) -> None:
 
 
 def table(args) -> None:
-    lines = ["# Reinforcement learning: observation attacks on CartPole-v1 policies (issue 18)", "",
-             "Greedy policies, seeded episodes 0..N-1 (gymnasium 1.4.0 dynamics, bit-exact batched re-implementation).",
+    lines = ["# Reinforcement learning: observation attacks on CartPole-v1 and Acrobot-v1 policies (issue 18)", "",
+             "Greedy policies, seeded episodes 0..N-1 (gymnasium 1.4.0; CartPole on the bit-exact batched",
+             "re-implementation, Acrobot through gymnasium's own environment, `envs.GymBatch`).",
              "Threat `state:EPS`: Linf ball of EPS standard deviations of each observation dimension over the",
              "policy's own clean episodes. Mean return per setting; `worst` is the per-episode minimum over",
-             "pgd, pgd-action0/1 (and min-q for DQN); `timed` attacks only steps whose softmax preference gap",
+             "pgd, pgd-actionK (one steady push per action) and min-q for DQN; `timed` attacks only steps whose softmax preference gap",
              "is >= its threshold. In brackets: the share of steps attacked, i.e. whose action the attack changed",
              "(a perturbation that leaves the action unchanged is not spent; noise perturbs every step).", "",
              "Commands (1 CPU thread each, on a 2-core machine shared with other jobs):",
@@ -201,16 +232,26 @@ def table(args) -> None:
              "changed actions, so no shares are shown for them),",
              "`python benchmarks/rl.py probe --model cartpole-ppo --eps 0.4 --episodes 10 --scale-from cartpole-dqn`,",
              "`python benchmarks/rl.py speed --model cartpole-dqn --episodes 100 --pgd-episodes 30 --speed-eps 0.4`,",
+             "`python benchmarks/rl.py curves --models acrobot-dqn --eps 0.1,0.2,0.3,0.05,0.5 --episodes 20 --timed 0.4,0.6`, then",
+             "`python benchmarks/rl.py curves --models acrobot-dqn --eps 0.2 --episodes 20 --timed 0.4,0.6,0.1,0.2,0.1:pgd-action2,0.2:pgd-action2,0.2:fgsm`",
+             "(more timed attacks at the headline eps; Acrobot-v1: return = minus the steps to swing up, -500 when the",
+             "500-step limit is reached; the headline eps 0.2 is the smallest of 0.05/0.1/0.2/0.3/0.5 where the worst",
+             "attack comes within 10% of the -500 floor while noise costs < 5 steps),",
+             "`python benchmarks/rl.py curves --models acrobot-dqn-robust --eps 0.2 --timed 0.1 --episodes 20` (and",
+             "`--scale-from acrobot-dqn`),",
              "`python benchmarks/rl.py table`.", "",
-             "## Headline (state:0.4, 20 episodes; computed from the JSON files)", "",
-             ("| policy | ball units | clean | noise | worst attack (strongest single attack) | best timed attack (share of "
-              "steps) | issue target |"), "|---|---|---|---|---|---|---|"]
-    for path in sorted(RESULTS.glob("rl-cartpole-*.json")):
+             "## Headline (each policy's zoo threat: state:0.4 for CartPole, state:" + f"{headline_eps('acrobot-dqn'):g}"
+             + " for Acrobot; 20 episodes; computed from the JSON files)", "",
+             ("| policy | env | eps | ball units | clean | noise | worst attack (strongest single attack) | best timed attack "
+              "(share of steps) | issue target |"), "|---|---|---|---|---|---|---|---|---|"]
+    for path in result_files():
         data = json.loads(path.read_text())
-        p = data["points"].get("0.4")
+        model, _, units = data["model"].partition("@")
+        env = data.get("env", ENV)
+        eps = headline_eps(model)
+        p = data["points"].get(f"{eps:g}")
         if p is None:
             continue
-        model, _, units = data["model"].partition("@")
         full = {k: v for k, v in p.items() if isinstance(v, dict) and k not in ("worst", "noise", "fgsm")
                 and not k.startswith("timed")}
         strongest = min(full, key=lambda k: full[k]["mean"])
@@ -219,17 +260,19 @@ def table(args) -> None:
         share = f" ({100 * timed[best_t]['attacked']:.0f}%)" if best_t and "attacked_means" in p else ""
         tcell = f"{best_t} {timed[best_t]['mean']:.1f}{share}" if best_t else "-"
         w, noise = p["worst"]["mean"], p["noise"]["mean"]
-        if "robust" in model:
+        if env != ENV:  # the issue's figures are CartPole's; for the second environment: attack vs noise
+            goal = f"(CartPole's targets only) loss vs clean: noise {p['clean'] - noise:.1f}, worst {p['clean'] - w:.1f}"
+        elif "robust" in model:
             ok = w >= 400 and p["clean"] >= 490
             goal = f">= 400 under attack, clean >= 490: {'met' if ok else 'not met'}"
         else:
             ok = w < 100 and noise > 450
             goal = f"< 100 with noise > 450: {'met' if ok else 'not met'}"
-        lines.append(f"| {model} | {units or 'own'} | {p['clean']:.1f} | {noise:.1f} | {w:.1f} ({strongest} "
+        lines.append(f"| {model} | {env} | {eps:g} | {units or 'own'} | {p['clean']:.1f} | {noise:.1f} | {w:.1f} ({strongest} "
                      f"{full[strongest]['mean']:.1f}) | {tcell} | {goal} |")
     lines += ["", ("`worst` is the per-episode minimum over the full-time attacks (the adversary picks its attack "
                    "per episode); 'own' units: the policy's own state std, the default of `evaluate_policy`."), ""]
-    for path in sorted(RESULTS.glob("rl-cartpole-*.json")):
+    for path in result_files():
         data = json.loads(path.read_text())
         pts = data["points"]
         if not pts:
@@ -238,7 +281,7 @@ def table(args) -> None:
         cols: list[str] = []
         for pt in pts.values():
             cols += [k for k in pt if isinstance(pt[k], dict) and k != "worst" and k not in cols]
-        lines += [f"## {data['model']} ({any_pt['episodes']} episodes per point)", "",
+        lines += [f"## {data['model']} on {data.get('env', ENV)} ({any_pt['episodes']} episodes per point)", "",
                   "| eps | clean | " + " | ".join(cols) + " | worst |", "|---" * (len(cols) + 3) + "|"]
         for eps in sorted(pts, key=float):
             p = pts[eps]
@@ -279,9 +322,35 @@ def table(args) -> None:
     print("\n".join(lines))
 
 
+def card(args) -> None:
+    """Write the policy's headline point (its zoo threat's eps, own units) from its curve file into
+    its model card: mean return per setting and the share of steps whose action each attack changed."""
+    from robustlab.models.zoo import weights_path
+
+    eps = headline_eps(args.model)
+    data = json.loads((RESULTS / f"rl-{args.model}.json").read_text())
+    p = data["points"][f"{eps:g}"]
+    per = {k: v for k, v in p.items() if isinstance(v, dict) and "mean" in v}
+    path = Path(str(weights_path(args.model))).with_suffix(".json")
+    c = json.loads(path.read_text())
+    c[f"measured_state_{eps:g}_seeds_0_{p['episodes'] - 1}"] = {
+        "own_units": {"clean": p["clean"], **{k: round(v["mean"], 1) for k, v in per.items()}},
+        "share_of_steps_whose_action_changed": {k: round(v["attacked"], 3) for k, v in per.items()
+                                                if "attacked" in v and k not in ("noise", "worst")}}
+    for other in sorted(RESULTS.glob(f"rl-{args.model}@*.json")):  # the ball in another policy's units
+        q = json.loads(other.read_text())["points"].get(f"{eps:g}")
+        if q is not None:
+            units = other.stem.split("@", 1)[1]
+            c[f"measured_state_{eps:g}_seeds_0_{p['episodes'] - 1}"][f"units_of_{units}"] = {
+                "clean": q["clean"], **{k: round(v["mean"], 1) for k, v in q.items() if isinstance(v, dict) and "mean" in v}}
+    c["measured_by"] = f"python benchmarks/rl.py curves (see benchmarks/results/rl.md); python benchmarks/rl.py card --model {args.model}"
+    path.write_text(json.dumps(c, indent=2) + "\n")
+    print(json.dumps(c[f"measured_state_{eps:g}_seeds_0_{p['episodes'] - 1}"], indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["curves", "speed", "table", "probe"])
+    p.add_argument("what", choices=["curves", "speed", "table", "probe", "card"])
     p.add_argument("--models", default="cartpole-dqn,cartpole-ppo")
     p.add_argument("--model", default="cartpole-dqn")
     p.add_argument("--scale-from", default=None, help="measure eps in this policy's state std")
@@ -294,7 +363,7 @@ def main() -> None:
     p.add_argument("--extra", default="", help="more attack names, e.g. learned:cartpole-ppo-adversary")
     args = p.parse_args()
     torch.set_num_threads(1)
-    {"curves": curves, "speed": speed, "table": table, "probe": probe}[args.what](args)
+    {"curves": curves, "speed": speed, "table": table, "probe": probe, "card": card}[args.what](args)
 
 
 if __name__ == "__main__":

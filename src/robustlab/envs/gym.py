@@ -57,6 +57,22 @@ class GymBatch:
         self.done = np.zeros(len(seeds), dtype=bool)
         return self._obs.clone()
 
+    def restart(self, idx: np.ndarray, seeds: Sequence[int]) -> Tensor:
+        """Start new episodes (one per seed) in the slots ``idx`` of a running batch (training
+        loops auto-reset this way); returns the observations of all slots (N, obs_dim) float32."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        seeds = list(seeds)
+        if len(idx) != len(seeds):
+            raise ValueError(f"seeds: expected one seed per slot ({len(idx)}), got {len(seeds)}")
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self.envs)):
+            raise ValueError(f"idx: expected slots in [0, {len(self.envs)}), got {idx.tolist()}")
+        for i, s in zip(idx, seeds):
+            o, _ = self.envs[i].reset(seed=int(s))
+            self._obs[i] = torch.from_numpy(np.asarray(o, dtype=np.float32))
+        self.steps[idx] = 0
+        self.done[idx] = False
+        return self._obs.clone()
+
     def step(self, actions: Tensor | np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Advance the running episodes; finished ones stay frozen with reward 0.
 

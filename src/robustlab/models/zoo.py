@@ -56,6 +56,8 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("cartpole-ppo", "policy_mlp", "CartPole-v1", "PPO policy (no defense)", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
         ZooEntry("cartpole-dqn-robust", "policy_mlp", "CartPole-v1", "DQN fine-tuned: attacked rollouts (PGD on observations) + SA-DQN hinge at PGD points (state eps 0.5) + centring reward", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
         ZooEntry("cartpole-ppo-robust", "policy_mlp", "CartPole-v1", "PPO fine-tuned: SA-style hinge at PGD points (state eps 0.5) + centring reward", loader="robustlab.models.policy:load_policy", threat="state:0.4"),
+        ZooEntry("acrobot-dqn", "policy_mlp", "Acrobot-v1", "DQN policy (double DQN, no defense)", loader="robustlab.models.policy:load_policy", threat="state:0.2"),
+        ZooEntry("acrobot-dqn-robust", "policy_mlp", "Acrobot-v1", "DQN fine-tuned: attacked rollouts (PGD on observations) + SA-DQN hinge at PGD points (state eps 0.2)", loader="robustlab.models.policy:load_policy", threat="state:0.2"),
         ZooEntry("mnist-cnn+squeeze", "mnist_cnn+squeeze", "mnist", "feature squeezing detector (1-bit depth, 2x2 median), 5% FPR", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
         ZooEntry("mnist-cnn+mahalanobis", "mnist_cnn+mahalanobis", "mnist", "Mahalanobis detector on ReLU features, 5% FPR", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
         ZooEntry("mnist-cnn+lid", "mnist_cnn+lid", "mnist", "LID detector (k=20, 300 clean references), 5% FPR", loader="robustlab.defenses.zoo:load_defended", threat="linf:0.3"),
