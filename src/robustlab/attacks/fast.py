@@ -124,6 +124,9 @@ class FastEval:
     square_margin: float = 0.3
     square_queries: int = 5000
     escalate_targets: int = 9
+    first_target_warm: bool = False
+    square_min_queries: int = 1500
+    square_check_every: int = 250
     seed: int | None = 0
     on_stage: Callable[[StageStats], None] | None = None
 
@@ -134,6 +137,10 @@ class FastEval:
         check_positive_int(self.extra_runs, "extra_runs", minimum=0)
         check_positive_int(self.square_queries, "square_queries")
         check_positive_int(self.escalate_targets, "escalate_targets")
+        check_positive_int(self.square_min_queries, "square_min_queries")
+        check_positive_int(self.square_check_every, "square_check_every")
+        if not isinstance(self.first_target_warm, bool):
+            raise TypeError(f"first_target_warm: expected a bool, got {type(self.first_target_warm).__name__}")
         for name in ("shrink_tol", "reject_margin", "square_margin"):
             check_nonneg_float(getattr(self, name), name)
         if self.on_stage is not None and not callable(self.on_stage):
@@ -273,7 +280,7 @@ class _Run:
                 break
             mark = self._mark()
             before = int(self.success.sum())
-            self._apgd(idx, tloss, self._next_target(idx), warm=r == 1)
+            self._apgd(idx, tloss, self._next_target(idx), warm=r == 1 and cfg.first_target_warm)
             targeted_broke += int(self.success.sum()) - before
             n_rej = 0
             if r == 1:
@@ -316,8 +323,14 @@ class _Run:
         step = sq._linf_step if th.norm == "linf" else sq._l2_step
         n_iters = cfg.square_queries
         ok = torch.zeros(idx.numel(), dtype=torch.bool, device=self.x.device)  # the model errs at xb
+        live = torch.ones_like(ok)  # still searched (not won, not given up by the progress rule)
+        m0 = best.clamp_min(_TINY)  # the margin at Square's start
         for it in range(n_iters):
-            a = (~ok).nonzero().squeeze(1)
+            if it >= cfg.square_min_queries and it % cfg.square_check_every == 0:
+                # The progress rule: the margin must have fallen by at least the fraction of the
+                # budget spent, else at its rate so far it would not reach 0 within the budget.
+                live &= ok | (best / m0 <= (n_iters - it) / n_iters)
+            a = (live & ~ok).nonzero().squeeze(1)
             if a.numel() == 0:
                 break
             cand = step(x0[a], xb[a], square_fraction(sq.p_init, it, n_iters), th.eps, gen)
