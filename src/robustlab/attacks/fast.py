@@ -10,8 +10,10 @@ at the best point found so far, what to run next:
 1. **APGD-CE** (``steps``) on every clean-correct point, from a random start.
 2. **Margin-guided targets** (the minimum-margin idea of Gao et al. 2022): ``n_targets``
    targeted APGD-DLR runs, each against the most likely class not yet targeted at the point's
-   current best point (not a fixed ranking of the clean logits). The first starts from the best
-   point so far (a warm start), the next ones from random starts. **Escalation**: once a targeted
+   current best point (not a fixed ranking of the clean logits), each from a random start
+   (``first_target_warm`` starts the first from APGD-CE's best point instead: on a
+   gradient-masking model that point is where the misleading gradient led, and a targeted run
+   started there misses points a random start breaks). **Escalation**: once a targeted
    run has broken any point APGD-CE missed, the untargeted gradient is not to be trusted on this
    model and the targets go on up to ``escalate_targets`` (9, as AutoAttack) on the open points.
 3. **Early rejection**: after the first targeted run, a point whose relative margin (below) is
@@ -23,6 +25,9 @@ at the best point found so far, what to run next:
 5. **Square** (``square_queries``, Linf and L2) only on the points whose relative margin stays
    below ``square_margin``: Square's random search (its window schedule and steps), warm-started
    from the point's lowest-margin point, where the gradient attacks came close but stopped.
+   After ``square_min_queries`` it gives up, every ``square_check_every`` queries, the points
+   whose margin has fallen by a smaller fraction than the fraction of the budget spent: at their
+   rate so far they would not reach the boundary within the budget.
 
 The relative margin of a point is (z_y - max_{i != y} z_i) at its best point divided by the same
 margin at the clean input: 1 at the start, 0 on the decision boundary. It is scale-free per point,
