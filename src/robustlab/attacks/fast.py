@@ -53,18 +53,18 @@ benchmarks/results/fast.md for measured totals against AutoAttack.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.apgd_run import apgd_run
-from robustlab.threats.lp import sphere_start as _random_start
 from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, prepare
 from robustlab.attacks.losses import is_success, margin_loss, rejects
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_lp
+from robustlab.threats.lp import sphere_start as _random_start
 from robustlab.validation import check_nonneg_float, check_positive_int
 
 _TINY = 1e-12
