@@ -152,11 +152,11 @@ def test_reject_aware_on_a_shipped_detector():
     assert torch.equal(res.success, is_success(out, y, None, reject=True))
     assert not bool((out.argmax(1)[res.success] == k).any())  # no rejected point counted as broken
     assert int((out.argmax(1) == k).sum()) > 0  # the detector did fire somewhere, so the test can fail
-    # Stronger than reject-aware APGD-CE with the same steps (measured 37 of 40 against 0).
+    # Stronger than reject-aware APGD-CE with the same steps (measured 38 of 40 against 0; 37 with a warm first target).
     ce = APGD(threat, loss="ce", steps=20, seed=0)(view, x, y)
     assert int(res.success.sum()) >= int(ce.success.sum()) + 20
     rep = rl.evaluate(defended, x, y, threat, attacks=[fast], diagnostics=False)
-    assert rep.robust_accuracy <= 0.15
+    assert int(rep.robust.sum()) <= 6  # of 40 (6 with the random-start first target, 4 with a warm one)
     with pytest.raises(ValueError, match="y"):
         fast(view, x[:2], torch.full((2,), k))
 
@@ -184,12 +184,55 @@ def test_escalates_targets_once_a_targeted_run_beats_apgd_ce(std):
     threat = rl.LpBall("l2", 1.5)
     on: list[StageStats] = []
     off: list[StageStats] = []
-    a = FastEval(threat, steps=20, n_targets=2, square_margin=0.0, seed=0, on_stage=on.append)(std, x, y)
+    # The first target warm-started from APGD-CE's best point: at 20 steps that continuation is what
+    # breaks points here (from a random start the targets broke none beyond APGD-CE's, so the
+    # trigger would not fire); the test is about the trigger.
+    a = FastEval(threat, steps=20, n_targets=2, square_margin=0.0, seed=0, first_target_warm=True,
+                 on_stage=on.append)(std, x, y)
     b = FastEval(threat, steps=20, n_targets=2, escalate_targets=2, square_margin=0.0, seed=0,
-                 on_stage=off.append)(std, x, y)
+                 first_target_warm=True, on_stage=off.append)(std, x, y)
     assert sum(s.broken for s in off if s.stage.startswith("apgd-t")) > 0  # the trigger fired
     assert not any(s.stage == "apgd-t3" for s in off)
     assert any(s.stage == "apgd-t3" for s in on)
     assert int(a.success.sum()) >= int(b.success.sum())
     with pytest.raises(ValueError, match="escalate_targets"):
         FastEval(threat, escalate_targets=0)
+
+
+def test_first_target_from_a_random_start_on_the_masked_model():
+    # mnist-cnn-masked (one-step training that masks gradients): APGD-CE's best point lies where
+    # its gradient misled it. Test points 10 and 138 are the two that fast with a warm-started
+    # first target left robust on test points 0-199 while AutoAttack broke them
+    # (benchmarks/results/fast.md section 7); from a random start the first target breaks them.
+    model = rl.models.load("mnist-cnn-masked")
+    x, y = rl.data.load("mnist", n=139)
+    x, y = x[[10, 138]], y[[10, 138]]
+    threat = rl.LpBall("linf", 0.3)
+    cold = sum(int(FastEval(threat, square_margin=0.0, seed=s)(model, x, y).success.sum()) for s in range(3))
+    warm = sum(int(FastEval(threat, square_margin=0.0, seed=s, first_target_warm=True)(model, x, y).success.sum())
+               for s in range(3))
+    assert cold == 6 and warm < cold  # measured 6 of 6 against 3 of 6
+    with pytest.raises(TypeError, match="first_target_warm"):
+        FastEval(threat, first_target_warm=1)  # type: ignore[arg-type]
+
+
+def test_square_gives_up_points_whose_margin_stalls(at):
+    # Square on every open point of mnist-cnn-at (square_margin 1.0) with an 800-query budget:
+    # from query 200 on, the progress rule stops the points whose margin fell by a smaller
+    # fraction than the budget spent. Here Square breaks nothing either way, and the rule saves
+    # most of its queries; with square_min_queries >= square_queries every point gets them all.
+    x, y = rl.data.load("mnist", n=30)
+    threat = rl.LpBall("linf", 0.3)
+    ra: list[StageStats] = []
+    rb: list[StageStats] = []
+    a = FastEval(threat, steps=10, square_queries=800, square_margin=1.0, square_min_queries=200,
+                 square_check_every=50, seed=0, on_stage=ra.append)(at, x, y)
+    b = FastEval(threat, steps=10, square_queries=800, square_margin=1.0, square_min_queries=800, seed=0,
+                 on_stage=rb.append)(at, x, y)
+    sa, sb = ra[-1], rb[-1]
+    assert sa.stage == sb.stage == "square" and sa.attacked == sb.attacked > 0
+    assert sa.broken == sb.broken == 0 and torch.equal(a.success, b.success)
+    assert sb.forward_calls == 800 * sb.attacked  # the full budget for every point
+    assert 200 * sa.attacked <= sa.forward_calls < 0.5 * sb.forward_calls  # the minimum for every point, then stops
+    with pytest.raises(ValueError, match="square_min_queries"):
+        FastEval(threat, square_min_queries=0)

@@ -10,8 +10,10 @@ at the best point found so far, what to run next:
 1. **APGD-CE** (``steps``) on every clean-correct point, from a random start.
 2. **Margin-guided targets** (the minimum-margin idea of Gao et al. 2022): ``n_targets``
    targeted APGD-DLR runs, each against the most likely class not yet targeted at the point's
-   current best point (not a fixed ranking of the clean logits). The first starts from the best
-   point so far (a warm start), the next ones from random starts. **Escalation**: once a targeted
+   current best point (not a fixed ranking of the clean logits), each from a random start
+   (``first_target_warm`` starts the first from APGD-CE's best point instead: on a
+   gradient-masking model that point is where the misleading gradient led, and a targeted run
+   started there misses points a random start breaks). **Escalation**: once a targeted
    run has broken any point APGD-CE missed, the untargeted gradient is not to be trusted on this
    model and the targets go on up to ``escalate_targets`` (9, as AutoAttack) on the open points.
 3. **Early rejection**: after the first targeted run, a point whose relative margin (below) is
@@ -23,6 +25,9 @@ at the best point found so far, what to run next:
 5. **Square** (``square_queries``, Linf and L2) only on the points whose relative margin stays
    below ``square_margin``: Square's random search (its window schedule and steps), warm-started
    from the point's lowest-margin point, where the gradient attacks came close but stopped.
+   After ``square_min_queries`` it gives up, every ``square_check_every`` queries, the points
+   whose margin has fallen by a smaller fraction than the fraction of the budget spent: at their
+   rate so far they would not reach the boundary within the budget.
 
 The relative margin of a point is (z_y - max_{i != y} z_i) at its best point divided by the same
 margin at the clean input: 1 at the start, 0 on the decision boundary. It is scale-free per point,
@@ -48,18 +53,18 @@ benchmarks/results/fast.md for measured totals against AutoAttack.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.apgd_run import apgd_run
-from robustlab.threats.lp import sphere_start as _random_start
 from robustlab.attacks.base import Counter, ModelGuard, finish, make_generator, prepare
 from robustlab.attacks.losses import is_success, margin_loss, rejects
 from robustlab.results import AttackResult
 from robustlab.threats import LpBall, check_lp
+from robustlab.threats.lp import sphere_start as _random_start
 from robustlab.validation import check_nonneg_float, check_positive_int
 
 _TINY = 1e-12
@@ -124,6 +129,9 @@ class FastEval:
     square_margin: float = 0.3
     square_queries: int = 5000
     escalate_targets: int = 9
+    first_target_warm: bool = False
+    square_min_queries: int = 1500
+    square_check_every: int = 250
     seed: int | None = 0
     on_stage: Callable[[StageStats], None] | None = None
 
@@ -134,6 +142,10 @@ class FastEval:
         check_positive_int(self.extra_runs, "extra_runs", minimum=0)
         check_positive_int(self.square_queries, "square_queries")
         check_positive_int(self.escalate_targets, "escalate_targets")
+        check_positive_int(self.square_min_queries, "square_min_queries")
+        check_positive_int(self.square_check_every, "square_check_every")
+        if not isinstance(self.first_target_warm, bool):
+            raise TypeError(f"first_target_warm: expected a bool, got {type(self.first_target_warm).__name__}")
         for name in ("shrink_tol", "reject_margin", "square_margin"):
             check_nonneg_float(getattr(self, name), name)
         if self.on_stage is not None and not callable(self.on_stage):
@@ -273,7 +285,7 @@ class _Run:
                 break
             mark = self._mark()
             before = int(self.success.sum())
-            self._apgd(idx, tloss, self._next_target(idx), warm=r == 1)
+            self._apgd(idx, tloss, self._next_target(idx), warm=r == 1 and cfg.first_target_warm)
             targeted_broke += int(self.success.sum()) - before
             n_rej = 0
             if r == 1:
@@ -316,8 +328,14 @@ class _Run:
         step = sq._linf_step if th.norm == "linf" else sq._l2_step
         n_iters = cfg.square_queries
         ok = torch.zeros(idx.numel(), dtype=torch.bool, device=self.x.device)  # the model errs at xb
+        live = torch.ones_like(ok)  # still searched (not won, not given up by the progress rule)
+        m0 = best.clamp_min(_TINY)  # the margin at Square's start
         for it in range(n_iters):
-            a = (~ok).nonzero().squeeze(1)
+            if it >= cfg.square_min_queries and it % cfg.square_check_every == 0:
+                # The progress rule: the margin must have fallen by at least the fraction of the
+                # budget spent, else at its rate so far it would not reach 0 within the budget.
+                live &= ok | (best / m0 <= (n_iters - it) / n_iters)
+            a = (live & ~ok).nonzero().squeeze(1)
             if a.numel() == 0:
                 break
             cand = step(x0[a], xb[a], square_fraction(sq.p_init, it, n_iters), th.eps, gen)
