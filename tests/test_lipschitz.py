@@ -12,7 +12,8 @@ from torch.func import jacrev
 
 import robustlab as rl
 from robustlab.certify.lipschitz import Lipschitz, lipschitz_constant
-from robustlab.models.lipschitz import AOLConv2d, AOLLinear, LipschitzNet, MaxMin, mnist_lip
+from robustlab.models.lipschitz import (AOLConv2d, AOLLinear, LipschitzNet, MaxMin, load_mnist_lip, mnist_lip,
+                                        mnist_lip_conv)
 from robustlab.threats import LpBall
 
 torch.set_num_threads(1)
@@ -82,6 +83,31 @@ def test_random_network_ratio_never_exceeds_constant():
     model = _scramble(mnist_lip(width=64, depth=2), 1)
     x = torch.rand(16, 1, 28, 28)
     assert _max_ratio(model, x, steps=30, seed=0) <= model.lipschitz * (1 + 1e-4)
+
+
+def test_random_conv_network_ratio_never_exceeds_constant():
+    """The convolutional architecture (AOL convs, MaxMin, PixelUnshuffle, AOL dense) with
+    scrambled weights: no random or gradient-ascent pair above its claimed constant."""
+    torch.manual_seed(0)
+    model = _scramble(mnist_lip_conv((8, 8), 16), 2)
+    assert model.lipschitz == 1.0
+    x = torch.rand(8, 1, 28, 28)
+    ratio = _max_ratio(model, x, steps=30, seed=3)
+    assert ratio <= model.lipschitz * (1 + 1e-4)
+    with pytest.raises(ValueError, match="channels"):
+        mnist_lip_conv((7, 8), 16)
+
+
+def test_zoo_loader_builds_the_named_architecture():
+    class Entry:
+        architecture = "mnist_lip_conv"
+    conv = load_mnist_lip(Entry(), mnist_lip_conv().state_dict())
+    assert any(isinstance(m, AOLConv2d) for m in conv) and conv.lipschitz == 1.0
+    Entry.architecture = "mnist_lip"
+    assert not any(isinstance(m, AOLConv2d) for m in load_mnist_lip(Entry(), None))
+    Entry.architecture = "resnet"
+    with pytest.raises(ValueError, match="entry"):
+        load_mnist_lip(Entry(), None)
 
 
 def test_certifier_formula_and_errors():
