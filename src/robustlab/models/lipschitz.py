@@ -145,7 +145,7 @@ def mnist_lip(width: int = 512, depth: int = 3) -> LipschitzNet:
     return LipschitzNet(*layers)
 
 
-def mnist_lip_conv(channels: tuple[int, int] = (32, 64), dense: int = 512) -> LipschitzNet:
+def mnist_lip_conv(channels: tuple[int, int] = (16, 32), dense: int = 256) -> LipschitzNet:
     """A 1-Lipschitz convolutional network for MNIST (the shipped ``mnist-lip``).
 
     Input (N, 1, 28, 28) in [0, 1]; output (N, 10) logits; ``lipschitz == 1``. Downsampling
