@@ -56,7 +56,7 @@ class Plan:
     stages: list[Stage] = field(default_factory=list)
 
 
-EPOCHS_LIP = 44
+EPOCHS_LIP = 50
 
 PLANS = {
     "mnist-cnn-smooth-0.25": Plan(rl.models.mnist_cnn, "mnist_cnn", GaussianAugmentation(0.25), 8, 1e-3, 100, 0),
