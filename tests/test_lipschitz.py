@@ -135,7 +135,9 @@ def test_shipped_mnist_lip_constant_holds_and_certificates_survive_pgd():
     model = rl.models.load("mnist-lip")
     assert model.lipschitz == 1.0
     x, y = rl.data.load("mnist", "test", n=100)
-    assert _max_ratio(model, x[:16], steps=15, seed=1) <= model.lipschitz * (1 + 1e-4)
+    ratio = _max_ratio(model, x[:16], steps=15, seed=1)
+    assert ratio <= model.lipschitz * (1 + 1e-4)
+    assert ratio > 0.1  # the trained net uses its budget: the constant is not vacuous (0.27 measured)
     threat = LpBall("l2", 1.58)
     cert = Lipschitz()(model, x, y, threat)
     assert float((model(x).argmax(1) == y).float().mean()) >= 0.9
