@@ -145,13 +145,42 @@ def mnist_lip(width: int = 512, depth: int = 3) -> LipschitzNet:
     return LipschitzNet(*layers)
 
 
+def mnist_lip_conv(channels: tuple[int, int] = (16, 32), dense: int = 256) -> LipschitzNet:
+    """A 1-Lipschitz convolutional network for MNIST (the shipped ``mnist-lip``).
+
+    Input (N, 1, 28, 28) in [0, 1]; output (N, 10) logits; ``lipschitz == 1``. Downsampling
+    is invertible (``nn.PixelUnshuffle(2)``, a permutation of the pixels into channels), so no
+    layer shrinks distances except by its own AOL rescaling:
+
+        centre -> unshuffle 2 (4 x 14 x 14) -> AOLConv 3x3 c1, MaxMin -> AOLConv 3x3 c1, MaxMin
+        -> unshuffle 2 (4 c1 x 7 x 7) -> AOLConv 3x3 c2, MaxMin -> flatten (c2 * 49)
+        -> AOLLinear dense, MaxMin -> AOLLinear 10
+    """
+    c1, c2 = channels
+    if min(c1, c2, dense) < 2 or c1 % 2 or c2 % 2 or dense % 2:
+        raise ValueError(f"channels/dense: must be even and >= 2, got {channels}, {dense}")
+    return LipschitzNet(
+        Center(0.1307), nn.PixelUnshuffle(2),
+        AOLConv2d(4, c1), MaxMin(), AOLConv2d(c1, c1), MaxMin(),
+        nn.PixelUnshuffle(2),
+        AOLConv2d(4 * c1, c2), MaxMin(),
+        nn.Flatten(), AOLLinear(c2 * 49, dense), MaxMin(), AOLLinear(dense, 10))
+
+
+ARCHITECTURES = {"mnist_lip": mnist_lip, "mnist_lip_conv": mnist_lip_conv}
+
+
 def load_mnist_lip(entry: object, state: dict[str, Tensor] | None) -> LipschitzNet:
-    """Zoo loader for ``mnist-lip`` (the architecture plus its weights)."""
-    model = mnist_lip()
+    """Zoo loader for ``mnist-lip``: the builder named by the entry's ``architecture``
+    (``mnist_lip`` the MLP, ``mnist_lip_conv`` the convolutional net) plus its weights."""
+    arch = getattr(entry, "architecture", "mnist_lip")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"entry: unknown Lipschitz architecture {arch!r} (known: {sorted(ARCHITECTURES)})")
+    model = ARCHITECTURES[arch]()
     if state is not None:
         model.load_state_dict(state, strict=True)
     return model.eval()
 
 
 __all__ = ["AOLLinear", "AOLConv2d", "MaxMin", "Center", "LipschitzNet", "layer_lipschitz",
-           "mnist_lip", "load_mnist_lip"]
+           "mnist_lip", "mnist_lip_conv", "ARCHITECTURES", "load_mnist_lip"]
