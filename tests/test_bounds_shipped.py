@@ -43,12 +43,17 @@ def test_certified_points_are_not_broken_and_crown_is_no_looser_than_ibp(crownib
 
 @pytest.mark.slow
 def test_the_linf_01_model_certifies_most_points_and_they_survive_pgd(mnist_test):
-    """mnist-cnn-crownibp-0.1: 90.6% CROWN-certified on the first 1000 test points (card); on the
-    first 40 at least 80%, and PGD breaks none of them."""
+    """mnist-cnn-crownibp-0.1: 96.2% IBP- and 96.3% CROWN-certified on the first 1000 test points
+    (card; the issue's goal is 95%, the previous weights certified 90.5% / 90.6%). IBP on all 1000
+    points (a few seconds) must reach 95%; CROWN on the first 40 at least 37 points, none broken
+    by PGD."""
     model = rl.models.load("mnist-cnn-crownibp-0.1")
-    x, y = mnist_test[0][:40], mnist_test[1][:40]
     ball = rl.LpBall("linf", 0.1)
+    ibp = IBP(batch_size=1000)(model, mnist_test[0][:1000], mnist_test[1][:1000], ball)
+    assert float(ibp.certified.float().mean()) >= 0.95
+    x, y = mnist_test[0][:40], mnist_test[1][:40]
     crown = CROWN()(model, x, y, ball)
-    assert int(crown.certified.sum()) >= 32
+    assert bool((crown.bound >= ibp.bound[:40]).all())
+    assert int(crown.certified.sum()) >= 37
     broken = PGD(ball, steps=40, restarts=1)(model, x, y).success
     assert not bool((broken & crown.certified).any())

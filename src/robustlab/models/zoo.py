@@ -31,7 +31,7 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("mnist-cnn-crownibp", "mnist_cnn_small", "mnist", "CROWN-IBP certified training, Linf eps 0.4",
                  loader="robustlab.models.certified:load_certified", threat="linf:0.3"),
         ZooEntry("mnist-cnn-crownibp-0.1", "mnist_cnn_bn", "mnist",
-                 "certified training (CROWN-IBP recipe, IBP init + BatchNorm), Linf eps 0.2",
+                 "IBP certified training (IBP init + BatchNorm, short warmup), Linf eps 0.15 for a 0.1 budget",
                  loader="robustlab.models.certified:load_certified", threat="linf:0.1"),
         ZooEntry("mnist-cnn-smooth-0.25", "mnist_cnn", "mnist", "randomized smoothing sigma 0.25, Gaussian augmentation", loader="robustlab.certify.smoothing:load_smoothed", threat="l2:0.5"),
         ZooEntry("mnist-cnn-smooth-0.50", "mnist_cnn", "mnist", "randomized smoothing sigma 0.50, Gaussian augmentation", loader="robustlab.certify.smoothing:load_smoothed", threat="l2:1.0"),
