@@ -28,7 +28,7 @@ ZOO: dict[str, ZooEntry] = {
     for e in [
         ZooEntry("mnist-cnn", "mnist_cnn", "mnist", "standard training (no defense)"),
         ZooEntry("mnist-cnn-at", "mnist_cnn", "mnist", "PGD adversarial training, Linf eps 0.3"),
-        ZooEntry("mnist-cnn-crownibp", "mnist_cnn_small", "mnist", "CROWN-IBP certified training, Linf eps 0.4",
+        ZooEntry("mnist-cnn-crownibp", "mnist_cnn_bn", "mnist", "IBP certified training (IBP init + BatchNorm, short warmup), Linf eps 0.4 for a 0.3 budget",
                  loader="robustlab.models.certified:load_certified", threat="linf:0.3"),
         ZooEntry("mnist-cnn-crownibp-0.1", "mnist_cnn_bn", "mnist",
                  "IBP certified training (IBP init + BatchNorm, short warmup), Linf eps 0.15 for a 0.1 budget",
