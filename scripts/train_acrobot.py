@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from robustlab.attacks.policy import ObsPGD
+from robustlab.defenses.policy import sa_hinge
 from robustlab.envs import GymBatch
 from robustlab.envs.rollout import greedy_rollout
 from robustlab.evaluation.episodes import rollout
@@ -80,33 +81,6 @@ def select_score(policy: PolicyNet, robust: tuple[torch.Tensor, float, int] | No
         score = min(score, worst_return(policy, robust[0], robust[1], SELECT_SEEDS[:robust[2]]))
     policy.train()
     return score
-
-
-def pgd_margin_obs(policy: PolicyNet, obs: torch.Tensor, scale: torch.Tensor, eps: float,
-                   steps: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """The point of the ball (radius eps * scale per dimension) that most lowers the greedy
-    action's Q margin (PGD with random start, step eps/2), and that action (N,)."""
-    with torch.no_grad():
-        a_star = policy(obs).argmax(dim=1)
-    r = eps * scale
-    delta = (torch.rand_like(obs) * 2 - 1) * r
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        s = policy(obs + delta)
-        own = s.gather(1, a_star[:, None]).squeeze(1)
-        other = s.masked_fill(F.one_hot(a_star, s.shape[1]).bool(), -1e9).amax(dim=1)
-        grad, = torch.autograd.grad((other - own).sum(), delta)
-        delta = (delta.detach() + 0.5 * r * grad.sign()).clamp(-r, r)
-    return (obs + delta).detach(), a_star
-
-
-def sa_hinge(policy: PolicyNet, obs: torch.Tensor, scale: torch.Tensor, eps: float, margin: float) -> torch.Tensor:
-    """mean over obs of relu(max_{a != a*} Q(x', a) - Q(x', a*) + margin) at the PGD point x'."""
-    x_adv, a_star = pgd_margin_obs(policy, obs, scale, eps)
-    s = policy(x_adv)
-    own = s.gather(1, a_star[:, None]).squeeze(1)
-    other = s.masked_fill(F.one_hot(a_star, s.shape[1]).bool(), -1e9).amax(dim=1)
-    return F.relu(other - own + margin).mean()
 
 
 class Adversary:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from robustlab.attacks.policy import ObsPGD
+from robustlab.defenses.policy import sa_hinge
 from robustlab.envs import BatchedCartPole
 from robustlab.envs.rollout import greedy_rollout, state_std
 from robustlab.evaluation.episodes import rollout
@@ -53,33 +54,7 @@ def select_score(policy: torch.nn.Module, robust_fn=None) -> float:
     return score
 
 
-# -- the SA-style regulariser --------------------------------------------------------------
-def pgd_margin_obs(policy, obs, scale, eps, steps=5):
-    """The point of the state-scaled Linf ball (radius eps * scale per dimension) that most
-    lowers the greedy action's margin (PGD with random start), and that action."""
-    with torch.no_grad():
-        a_star = policy(obs).argmax(dim=1)
-    r = eps * scale
-    delta = (torch.rand_like(obs) * 2 - 1) * r
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        s = policy(obs + delta)
-        own = s.gather(1, a_star[:, None]).squeeze(1)
-        other = s.masked_fill(F.one_hot(a_star, s.shape[1]).bool(), -1e9).amax(dim=1)
-        g, = torch.autograd.grad((other - own).sum(), delta)
-        delta = (delta.detach() + 0.5 * r * g.sign()).clamp(-r, r)
-    return (obs + delta).detach(), a_star
-
-
-def sa_hinge(policy, obs, scale, eps, margin):
-    """mean over obs of relu(max_{a != a*} s(x') - s(x', a*) + margin) at the PGD point x'."""
-    x_adv, a_star = pgd_margin_obs(policy, obs, scale, eps)
-    s = policy(x_adv)
-    own = s.gather(1, a_star[:, None]).squeeze(1)
-    other = s.masked_fill(F.one_hot(a_star, s.shape[1]).bool(), -1e9).amax(dim=1)
-    return F.relu(other - own + margin).mean()
-
-
+# -- robust training: attacked rollouts (the SA-style hinge is robustlab.defenses.policy) -----
 class Adversary:
     """Attacks in the training rollouts (robust training): each episode slot draws a mode at its
     start - clean, PGD that flips the greedy action, or PGD towards action 0 / action 1 - and the

@@ -164,3 +164,22 @@ def test_cli_gate_fails_the_vanilla_policy_and_prints_the_table(tmp_path):
                                  "pgd-action1", episodes=2, store=tmp_path / "runs.db", min_return=400)
     text = out.getvalue()
     assert code == 1 and "FAILS the gate" in text and "pgd-action1" in text and "state:0.4" in text
+
+
+def test_sa_hinge_is_zero_outside_the_ball_reach_and_positive_inside():
+    """The SA regulariser of robust policy training: a linear 2-action policy whose margin is
+    w . x; with a ball too small to bring the margin under ``margin`` the hinge is exactly 0, and
+    with a ball that can flip the action it is positive and the PGD point stays inside the ball."""
+    from robustlab.defenses.policy import pgd_margin_obs, sa_hinge
+
+    torch.manual_seed(0)
+    policy = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        policy.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]]))
+        policy.bias.zero_()
+    obs = torch.tensor([[2.0, 0, 0, 0], [3.0, 1, 1, 1]])  # margins 4 and 6 (action 0)
+    scale = torch.ones(4)
+    assert float(sa_hinge(policy, obs, scale, eps=0.1, margin=1.0)) == 0.0  # margin >= 4 - 0.4 > 1
+    x_adv, a_star = pgd_margin_obs(policy, obs, scale, eps=2.5)
+    assert a_star.tolist() == [0, 0] and float((x_adv - obs).abs().max()) <= 2.5 + 1e-6
+    assert float(sa_hinge(policy, obs, scale, eps=2.5, margin=1.0)) > 0.0  # the ball reaches margin -1 for point 1
