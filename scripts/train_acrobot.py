@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from robustlab.attacks.policy import ObsPGD
-from robustlab.defenses.policy import sa_hinge
+from robustlab.defenses.policy import RolloutAdversary, sa_hinge
 from robustlab.envs import GymBatch
 from robustlab.envs.rollout import greedy_rollout
 from robustlab.evaluation.episodes import rollout
@@ -83,33 +83,11 @@ def select_score(policy: PolicyNet, robust: tuple[torch.Tensor, float, int] | No
     return score
 
 
-class Adversary:
-    """The attacks of the robust training rollouts: each episode slot draws a mode when it starts
-    (clean, or one of PGD flip / min-Q / towards action 0, 1, 2 on every step)."""
-
-    def __init__(self, n: int, scale: torch.Tensor, seed: int, steps: int) -> None:
-        self.attacks = (None, ObsPGD(steps=steps), ObsPGD(steps=steps, target="min-q"),
-                        *(ObsPGD(steps=steps, target=a) for a in range(3)))
-        self.rng = np.random.default_rng(seed + 1)
-        self.scale = scale
-        self.mode = self.rng.integers(0, len(self.attacks), n)
-
-    def restart(self, idx: np.ndarray) -> None:
-        self.mode[idx] = self.rng.integers(0, len(self.attacks), len(idx))
-
-    def perceive(self, policy: PolicyNet, obs: torch.Tensor, eps: float) -> torch.Tensor:
-        """(N, 6) what each episode's policy is shown this step."""
-        seen = obs.clone()
-        if eps <= 0:
-            return seen
-        ball = StateBall(eps).bind(self.scale)
-        for m, attack in enumerate(self.attacks):
-            sel = torch.from_numpy(self.mode == m)
-            if attack is None or not sel.any():
-                continue
-            with torch.enable_grad():
-                seen[sel] = attack(policy, obs[sel], ball, torch.rand(int(sel.sum()), 6)).obs_adv
-        return seen
+def Adversary(n: int, scale: torch.Tensor, seed: int, steps: int) -> RolloutAdversary:
+    """Each episode slot: clean, or one of PGD flip / min-Q / towards action 0, 1, 2 on every step."""
+    attacks = (None, ObsPGD(steps=steps), ObsPGD(steps=steps, target="min-q"),
+               *(ObsPGD(steps=steps, target=a) for a in range(3)))
+    return RolloutAdversary(attacks, n, scale, seed + 1)
 
 
 def train(args: argparse.Namespace, init: dict | None = None,

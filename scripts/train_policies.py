@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from robustlab.attacks.policy import ObsPGD
-from robustlab.defenses.policy import sa_hinge
+from robustlab.defenses.policy import RolloutAdversary, sa_hinge
 from robustlab.envs import BatchedCartPole
 from robustlab.envs.rollout import greedy_rollout, state_std
 from robustlab.evaluation.episodes import rollout
@@ -54,33 +54,11 @@ def select_score(policy: torch.nn.Module, robust_fn=None) -> float:
     return score
 
 
-# -- robust training: attacked rollouts (the SA-style hinge is robustlab.defenses.policy) -----
-class Adversary:
-    """Attacks in the training rollouts (robust training): each episode slot draws a mode at its
-    start - clean, PGD that flips the greedy action, or PGD towards action 0 / action 1 - and the
-    agent acts on (and learns from) the observation it is shown."""
-
-    def __init__(self, n: int, scale: torch.Tensor, seed: int, steps: int = 5) -> None:
-        self.ATTACKS = (None, ObsPGD(steps=steps), ObsPGD(steps=steps, target=0), ObsPGD(steps=steps, target=1))
-        self.rng = np.random.default_rng(seed)
-        self.scale = scale
-        self.mode = self.rng.integers(0, len(self.ATTACKS), n)
-
-    def restart(self, idx) -> None:
-        self.mode[idx] = self.rng.integers(0, len(self.ATTACKS), len(idx))
-
-    def perceive(self, policy, obs: torch.Tensor, eps: float) -> torch.Tensor:
-        seen = obs.clone()
-        if eps <= 0:
-            return seen
-        ball = StateBall(eps).bind(self.scale)
-        for m, attack in enumerate(self.ATTACKS):
-            sel = torch.from_numpy(self.mode == m)
-            if attack is None or not sel.any():
-                continue
-            with torch.enable_grad():
-                seen[sel] = attack(policy, obs[sel], ball, torch.rand(int(sel.sum()), 4)).obs_adv
-        return seen
+# -- robust training: attacked rollouts and the SA-style hinge live in robustlab.defenses.policy
+def Adversary(n: int, scale: torch.Tensor, seed: int, steps: int = 5) -> RolloutAdversary:
+    """Each episode slot: clean, PGD that flips the greedy action, or PGD towards action 0 / 1."""
+    attacks = (None, ObsPGD(steps=steps), ObsPGD(steps=steps, target=0), ObsPGD(steps=steps, target=1))
+    return RolloutAdversary(attacks, n, scale, seed)
 
 
 def shaped(reward: torch.Tensor, next_obs: torch.Tensor, center: float) -> torch.Tensor:

@@ -1,13 +1,18 @@
-"""The SA-style regulariser of robust policy training (Zhang et al. 2020, SA-DQN/SA-PPO): the
-hinge of the greedy action's margin at the worst point of a state-scaled observation ball, found
-by a few PGD steps. Used by ``scripts/train_policies.py`` (CartPole) and
+"""Robust policy training: the SA-style regulariser (Zhang et al. 2020, SA-DQN/SA-PPO), the
+hinge of the greedy action's margin at the worst point of a state-scaled observation ball found
+by a few PGD steps, and the attacked rollouts (:class:`RolloutAdversary`). Used by ``scripts/train_policies.py`` (CartPole) and
 ``scripts/train_acrobot.py`` (Acrobot-v1); the attacks of the evaluation are ``attacks.policy``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from robustlab.threats.obs import StateBall
 
 
 def pgd_margin_obs(policy: nn.Module, obs: Tensor, scale: Tensor, eps: float, steps: int = 5) -> tuple[Tensor, Tensor]:
@@ -44,4 +49,40 @@ def sa_hinge(policy: nn.Module, obs: Tensor, scale: Tensor, eps: float, margin: 
     return F.relu(other - own + margin).mean()
 
 
-__all__ = ["pgd_margin_obs", "sa_hinge"]
+class RolloutAdversary:
+    """The attacks of robust training rollouts: each episode slot draws a mode when it starts
+    (an entry of ``attacks``; None is clean) and keeps it for the episode; the agent acts on, and
+    learns from, the observation it is shown.
+
+    Args:
+        attacks: observation attacks of ``attacks.policy`` (e.g. ``ObsPGD``), None for clean.
+        n: episode slots; scale: (D,) per-dimension unit of the state-scaled ball.
+        seed: the NumPy generator drawing the modes.
+    """
+
+    def __init__(self, attacks: Sequence[object | None], n: int, scale: Tensor, seed: int) -> None:
+        self.attacks = tuple(attacks)
+        self.rng = np.random.default_rng(seed)
+        self.scale = scale
+        self.mode = self.rng.integers(0, len(self.attacks), n)
+
+    def restart(self, idx: np.ndarray) -> None:
+        """New modes for the slots ``idx`` whose episodes restart."""
+        self.mode[idx] = self.rng.integers(0, len(self.attacks), len(idx))
+
+    def perceive(self, policy: nn.Module, obs: Tensor, eps: float) -> Tensor:
+        """(N, D): what each slot's policy is shown this step (the ball's radius ``eps`` x scale)."""
+        seen = obs.clone()
+        if eps <= 0:
+            return seen
+        ball = StateBall(eps).bind(self.scale)
+        for m, attack in enumerate(self.attacks):
+            sel = torch.from_numpy(self.mode == m)
+            if attack is None or not sel.any():
+                continue
+            with torch.enable_grad():
+                seen[sel] = attack(policy, obs[sel], ball, torch.rand(int(sel.sum()), obs.shape[1])).obs_adv  # type: ignore[operator]
+        return seen
+
+
+__all__ = ["pgd_margin_obs", "sa_hinge", "RolloutAdversary"]
