@@ -9,7 +9,6 @@ reached the issue's one-step goal there.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -19,6 +18,7 @@ from torch import Tensor, nn
 from robustlab.attacks.base import ModelGuard
 from robustlab.defenses.training.recipes import _check_common, _check_steps, perturb, ramp, scaled, unwrap
 from robustlab.threats import LpBall
+from robustlab.validation import check_nonneg_float
 
 
 def input_gradient(model: nn.Module, x: Tensor, y: Tensor, *, create_graph: bool) -> Tensor:
@@ -88,9 +88,7 @@ class GradAlign:
         if self.threat.norm != "linf":
             raise ValueError(f"threat: GradAlign is defined for linf balls, got {self.threat.norm!r}")
         _check_steps(1, self.alpha)
-        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) \
-                or self.lam < 0:
-            raise ValueError(f"lam: expected a finite number >= 0, got {self.lam!r}")
+        check_nonneg_float(self.lam, "lam")
 
     def points(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator,
                progress: float) -> tuple[Tensor, Tensor | None, LpBall | None]:
@@ -182,9 +180,7 @@ class GuidedAT:
             raise ValueError(f"threat: GuidedAT is defined for linf balls, got {self.threat.norm!r}")
         _check_steps(1, self.alpha)
         for name in ("lam", "boost", "noise"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
+            check_nonneg_float(getattr(self, name), name)
         if not isinstance(self.boost_at, (int, float)) or not 0.0 <= self.boost_at <= 1.0:
             raise ValueError(f"boost_at: expected a fraction of training in [0, 1], got {self.boost_at!r}")
 
