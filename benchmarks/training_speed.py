@@ -5,13 +5,14 @@
 One process, one thread, the same model (mnist_cnn), the same N MNIST training points and the
 same batch of 100. Each entry trains one epoch from the same seeded initialisation:
 
-- robustlab ``train`` with Standard, FastAT (FGSM + random start), PGDAT-10 and TRADES-10
-  (beta 6), no per-epoch evaluation (val=None);
+- robustlab ``train`` with Standard, FastAT (FGSM + random start), ATTA-1 (one step from the
+  carried perturbation, the recipe of ``mnist-cnn-fast``), PGDAT-10 and TRADES-10 (beta 6), no
+  per-epoch evaluation (val=None);
 - ART 1.x, when importable: AdversarialTrainerMadryPGD (PGD-10, eps 0.3, step 0.075, one random
   start), AdversarialTrainerTRADESPyTorch (its PGD-10, beta 6) and AdversarialTrainerFBFPyTorch
   (eps 0.3), on a PyTorchClassifier around the same model and an Adam optimiser.
 
-The limit of a recipe is its number of forward+backward passes per step: FastAT 2, PGD-AT-k
+The limit of a recipe is its number of forward+backward passes per step: FastAT and ATTA-1 2, PGD-AT-k
 k + 1, TRADES-k k + 2 (its outer pass runs clean and adversarial points, twice the rows; its
 KL targets need one more forward). Ratios are taken against the standard epoch of the same
 repeat; the table shows medians over repeats, in process CPU time (steadier than wall time on a
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 import robustlab as rl
-from robustlab.defenses.training import PGDAT, TRADES, FastAT, Piecewise, Standard, train
+from robustlab.defenses.training import ATTA, PGDAT, TRADES, FastAT, Piecewise, Standard, train
 from robustlab.threats import LpBall
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # ART's progress bars
@@ -38,6 +39,7 @@ T = LpBall("linf", 0.3)
 OURS = {
     "robustlab Standard": (Standard(), 1),
     "robustlab FastAT": (FastAT(T, alpha=0.375), 2),
+    "robustlab ATTA-1": (ATTA(T, steps=1, step_size=0.1), 2),
     "robustlab PGDAT-10": (PGDAT(T, steps=10), 11),
     "robustlab TRADES-10": (TRADES(T, beta=6.0, steps=10), 12),
 }

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import robustlab as rl
 from robustlab.attacks import PGD
-from robustlab.defenses.training import (NFGSM, PGDAT, TRADES, Cyclic, FastAT, GradAlign, GuidedAT, Monitor, Piecewise,
+from robustlab.defenses.training import (ATTA, NFGSM, PGDAT, TRADES, Cyclic, FastAT, GradAlign, GuidedAT, Monitor, Piecewise,
                                          Standard, evaluate_epoch, perturb, ramp, train)
 from robustlab.defenses.training.regularized import gradient_misalignment, input_gradient
 from robustlab.defenses.training import _store, checkpoint
@@ -394,3 +394,50 @@ def test_guided_at_step_and_loss_are_the_reference_computation(trained, digits) 
     for bad, field in (({"lam": -1.0}, "lam:"), ({"noise": float("nan")}, "noise:"), ({"boost_at": 2.0}, "boost_at:")):
         with pytest.raises(ValueError, match=field):
             GuidedAT(T01, **bad)
+
+
+def test_atta_starts_each_visit_at_the_last_visits_point(trained, digits) -> None:
+    x, y, _, _ = digits
+    recipe = ATTA(T01, steps=1, step_size=0.03)
+    g = torch.Generator().manual_seed(0)
+    memory = recipe.init_memory(x, g)
+    assert memory.dtype == torch.int8 and memory.shape == x.shape
+    assert memory.float().abs().max() <= 127 and memory.float().std() > 50  # uniform in the ball
+    idx = torch.arange(10, 30)
+    xb, yb = x[idx], y[idx]
+    start = T01.project(xb + memory[idx].float() * (0.1 / 127), xb)
+    pts = recipe.points(trained, xb, yb, g, 0.5, memory=memory, index=idx)
+    # one signed step of 0.03 from the carried start, projected: the PGD step, not a fresh start
+    grad = torch.func.grad(lambda z: F.cross_entropy(trained(z), yb, reduction="sum"))(start)
+    assert torch.allclose(pts, T01.project(start + 0.03 * grad.sign(), xb), atol=1e-6)
+    # the memory now holds that point (to 1/127 of eps); other rows are untouched
+    assert torch.allclose(memory[idx].float() * (0.1 / 127), pts - xb, atol=0.1 / 254 + 1e-6)
+    before = memory.clone()
+    recipe.points(trained, xb, yb, g, 0.5, memory=memory, index=idx)
+    assert torch.equal(memory[30:], before[30:]) and not torch.equal(memory[idx], before[idx])
+
+
+def test_atta_resumes_bit_identically_memory_included(digits, tmp_path: Path) -> None:
+    x, y, xv, yv = digits
+    recipe = ATTA(T01, steps=1, warmup=0.2)
+
+    def run(ck, stop_at=None):
+        torch.manual_seed(0)
+        m = digits_mlp()
+
+        def on_step(epoch, step, spe, loss):
+            if stop_at is not None and (epoch, step) == stop_at:
+                raise KeyboardInterrupt
+
+        train(m, (x, y), recipe, epochs=3, batch_size=50, lr=Piecewise(3e-3), seed=2, checkpoint=ck,
+              checkpoint_every=5, on_step=on_step)
+        return m
+
+    ref = run(None)
+    ck = tmp_path / "a.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run(ck, stop_at=(1, 13))  # the last checkpoint is at global step 30 = (1, 10)
+    assert checkpoint.load(ck)["memory"].shape == x.shape
+    m = run(ck)
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, m.state_dict()[k]), k

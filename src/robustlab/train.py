@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--schedule", default="piecewise")
     ap.add_argument("--optimizer", default="adam")
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--step-size", type=float, default=None)
     ap.add_argument("--beta", type=float, default=6.0)
     ap.add_argument("--alpha", type=float, default=None)

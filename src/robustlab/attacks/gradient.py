@@ -214,6 +214,7 @@ def run_pgd(
     l1_sparsity: float,
     generator: torch.Generator,
     last_iterate: bool = False,
+    start: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The PGD loop, shared with training code. Returns the per-sample best point (N, ...) and
     (N,) bool success, both measured by the model at exactly that point.
@@ -228,6 +229,9 @@ def run_pgd(
     ``last_iterate`` (training): return the last iterate of one run of ``steps`` steps without
     bookkeeping or the checking forward pass, so the cost is exactly ``steps`` forward+backward
     passes; success is then not measured (all False). Needs ``restarts=1, early_stop=False``.
+
+    ``start`` (training): the (N, ...) point the first run starts from instead of ``x`` or a
+    random point; it must lie in the threat around ``x`` (the steps project around ``x``).
     """
     reject = rejects(counter.model)
     loss_of: LossFn = loss if callable(loss) else (lambda out, yv, tv: attack_loss(loss, out, yv, tv, reject))
@@ -276,7 +280,10 @@ def run_pgd(
                 break
             x0, yi, ti = x[idx], y[idx], (None if target is None else target[idx])
             st = None if steps_t is None else steps_t[idx]
-        x_cur = threat.random_start(x0, generator) if (random_start or r > 0) else x0.clone()
+        if r == 0 and start is not None:
+            x_cur = start.detach().clone()
+        else:
+            x_cur = threat.random_start(x0, generator) if (random_start or r > 0) else x0.clone()
         for _ in range(steps):
             if fused:
                 logits, lv, grad = counter.fused_logits_and_grad(x_cur, yi, ti)  # type: ignore[attr-defined]

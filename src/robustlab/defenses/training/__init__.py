@@ -32,9 +32,12 @@ per-epoch robust accuracy and of the monitor).
 Recipes here: :class:`Standard`, :class:`PGDAT` (Madry et al. 2018), :class:`TRADES` (Zhang et
 al. 2019), :class:`FastAT` (Wong et al. 2020), :class:`NFGSM` (de Jorge et al. 2022; both take
 ``checks`` on their step, Kim et al. 2021), :class:`GradAlign` (Andriushchenko & Flammarion 2020), :class:`GuidedAT`
-(after Sriramanan et al. 2020). ``robustlab train`` is the command line (:mod:`.cli`);
+(after Sriramanan et al. 2020), and :class:`ATTA` (Zheng et al. 2020: perturbations carried
+across epochs; :mod:`.carried` states the extra ``memory`` / ``index`` arguments it takes).
+``robustlab train`` is the command line (:mod:`.cli`);
 ``python -m robustlab.train`` the same under torchrun (DDP).
 """
+from robustlab.defenses.training.carried import ATTA
 from robustlab.defenses.training.loop import (
     Cyclic,
     Piecewise,
@@ -60,6 +63,6 @@ from robustlab.defenses.training.recipes import (
 
 __all__ = [
     "train", "TrainResult", "Piecewise", "Cyclic", "data_order", "evaluate_epoch",
-    "Recipe", "Standard", "PGDAT", "TRADES", "FastAT", "NFGSM", "GradAlign", "GuidedAT", "perturb", "ramp", "scaled", "unwrap",
+    "Recipe", "Standard", "PGDAT", "ATTA", "TRADES", "FastAT", "NFGSM", "GradAlign", "GuidedAT", "perturb", "ramp", "scaled", "unwrap",
     "Monitor", "EpochStats", "Flag",
 ]

@@ -32,7 +32,7 @@ def _table_row(stats, flags) -> tuple[str, ...]:
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
-        recipe: str = typer.Option(..., help="standard, pgdat, trades, fast or nfgsm"),
+        recipe: str = typer.Option(..., help="standard, pgdat, trades, fast, nfgsm or atta"),
         data: str = typer.Option("mnist", help="A shipped dataset (mnist, digits, ...)"),
         arch: str = typer.Option("mnist-cnn", help="mnist-cnn or digits-mlp"),
         threat: str = typer.Option("linf:0.3", help="Threat trained against and measured, e.g. linf:0.3"),
@@ -42,8 +42,8 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(1e-3, help="Learning rate (peak of the cyclic schedule)"),
         schedule: str = typer.Option("piecewise", help="piecewise (x0.1 at 70% and 90%) or cyclic"),
         optimizer: str = typer.Option("adam", help="adam or sgd"),
-        steps: int = typer.Option(10, help="PGD steps per batch (pgdat, trades)"),
-        step_size: Optional[float] = typer.Option(None, "--step-size", help="PGD step (default 2.5 eps / steps)"),
+        steps: Optional[int] = typer.Option(None, help="Attack steps per batch (pgdat, trades: 10; atta: 1)"),
+        step_size: Optional[float] = typer.Option(None, "--step-size", help="Attack step (default 2.5 eps / steps; atta: eps / 3)"),
         beta: float = typer.Option(6.0, help="TRADES weight of the KL term"),
         alpha: Optional[float] = typer.Option(None, help="Fast AT step (default 1.25 eps; nfgsm: eps)"),
         noise: float = typer.Option(2.0, help="nfgsm: noise radius in multiples of eps"),

@@ -17,9 +17,10 @@ import torch
 
 from robustlab.defenses.training.loop import Cyclic, Piecewise, TrainResult, train
 from robustlab.defenses.training.monitor import EpochStats, Flag, Monitor
+from robustlab.defenses.training.carried import ATTA
 from robustlab.defenses.training.recipes import NFGSM, PGDAT, TRADES, FastAT, Standard
 
-RECIPES = ("standard", "pgdat", "trades", "fast", "nfgsm")
+RECIPES = ("standard", "pgdat", "trades", "fast", "nfgsm", "atta")
 ARCHS = {"mnist-cnn": "mnist_cnn", "mnist_cnn": "mnist_cnn", "digits-mlp": "digits_mlp", "digits_mlp": "digits_mlp"}
 
 
@@ -37,7 +38,7 @@ class JobSpec:
     lr: float = 1e-3
     schedule: str = "piecewise"
     optimizer: str = "adam"
-    steps: int = 10
+    steps: int | None = None  # None: 10 for pgdat / trades, 1 for atta
     step_size: float | None = None
     beta: float = 6.0
     alpha: float | None = None
@@ -64,10 +65,12 @@ def build_recipe(spec: JobSpec) -> Any:
         return Standard()
     threat = parse_threat(spec.threat)
     if spec.recipe == "pgdat":
-        return PGDAT(threat, steps=spec.steps, step_size=spec.step_size, random_start=spec.random_start,
+        return PGDAT(threat, steps=10 if spec.steps is None else spec.steps, step_size=spec.step_size, random_start=spec.random_start,
                      warmup=spec.warmup)
     if spec.recipe == "trades":
-        return TRADES(threat, beta=spec.beta, steps=spec.steps, step_size=spec.step_size, warmup=spec.warmup)
+        return TRADES(threat, beta=spec.beta, steps=10 if spec.steps is None else spec.steps, step_size=spec.step_size, warmup=spec.warmup)
+    if spec.recipe == "atta":
+        return ATTA(threat, steps=1 if spec.steps is None else spec.steps, step_size=spec.step_size, warmup=spec.warmup)
     if spec.recipe == "nfgsm":
         return NFGSM(threat, k=spec.noise, alpha=spec.alpha, warmup=spec.warmup, checks=spec.checks)
     return FastAT(threat, alpha=spec.alpha, random_start=spec.random_start, warmup=spec.warmup, checks=spec.checks)

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from robustlab.defenses.training import _store, checkpoint as ckpt
+from robustlab.defenses.training.carried import carries_memory
 from robustlab.defenses.training.monitor import EpochStats, Flag, Monitor
 from robustlab.defenses.training.recipes import ramp, recipe_threat
 
@@ -156,7 +157,10 @@ def train(
     Args:
         model: maps (B, ...) inputs in [0, 1] to (B, K) logits; seed torch before building it.
         data: (x (N, ...) float in [0, 1], y (N,) int64) training set, on any device.
-        recipe: any object with ``loss(model, x, y, generator, progress) -> scalar Tensor``.
+        recipe: any object with ``loss(model, x, y, generator, progress) -> scalar Tensor``;
+            a recipe with ``init_memory`` (:mod:`.carried`, e.g. ATTA) also gets
+            ``memory=`` (its per-example state, kept in the checkpoint) and ``index=`` (the
+            batch's rows in ``data``); such recipes run in one process only.
         epochs: passes over the data; each has N // batch_size steps (the remainder is dropped).
         batch_size: global points per optimiser step (split evenly over DDP processes).
         lr: learning rate as a function of progress in [0, 1] (:class:`Piecewise`, :class:`Cyclic`).
@@ -194,6 +198,10 @@ def train(
         raise ValueError(f"batch_size: {batch_size} is not divisible by the {world} processes")
     x, y = data
     n = x.shape[0]
+    carried = carries_memory(recipe)
+    if carried and world > 1:
+        raise ValueError(f"recipe: {type(recipe).__name__} keeps one perturbation per training point; "
+                         "run it in one process (no DDP)")
     spe = n // batch_size
     if spe == 0:
         raise ValueError(f"batch_size: {batch_size} exceeds the {n} training points")
@@ -217,6 +225,7 @@ def train(
     result = TrainResult(model=model)
     start_epoch, start_step, loss_sum, elapsed, cpu_before = 0, 0, 0.0, 0.0, 0.0
     best_acc, best_state = -1.0, None
+    memory: Tensor | None = None
     state = ckpt.load(checkpoint) if checkpoint is not None else None
     if state is not None:
         if state["spec"] != spec:
@@ -236,6 +245,10 @@ def train(
         result.resumed_at = (start_epoch, start_step)
         if state.get("stopped"):  # the monitor ended this run: rerunning it changes nothing
             result.stopped, start_epoch = True, epochs
+        if carried:
+            memory = state["memory"].to(device)
+    if carried and memory is None:
+        memory = recipe.init_memory(x, gen).to(device)
     run_id = None
     if store is not None and rank == 0:
         run_id = _store.run_id_of(spec)
@@ -258,6 +271,7 @@ def train(
             "history": [h.as_dict() for h in result.history],
             "flags": [f.__dict__ for f in result.flags], "best_epoch": result.best_epoch, "best_acc": best_acc,
             "stopped": result.stopped,
+            **({"memory": memory.cpu()} if memory is not None else {}),
         }, checkpoint)
 
     t_call, c_call = time.time(), time.process_time()
@@ -278,7 +292,10 @@ def train(
             idx = idx[rank * share:(rank + 1) * share]
             xb, yb = x[idx].to(device), y[idx].to(device)
             model.train()
-            loss = recipe.loss(net, xb, yb, gen, progress)
+            if memory is not None:
+                loss = recipe.loss(net, xb, yb, gen, progress, memory=memory, index=idx.to(device))
+            else:
+                loss = recipe.loss(net, xb, yb, gen, progress)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

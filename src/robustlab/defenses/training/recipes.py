@@ -57,8 +57,10 @@ def scaled(threat: LpBall, factor: float) -> LpBall:
 
 def perturb(model: nn.Module, threat: LpBall, x: Tensor, y: Tensor, generator: torch.Generator, *,
             steps: int, step_size: float, random_start: bool = True,
-            loss: str | LossFn = "ce") -> Tensor:
-    """The last iterate of ``steps`` PGD steps on ``loss`` inside ``threat`` around ``x``.
+            loss: str | LossFn = "ce", start: Tensor | None = None) -> Tensor:
+    """The last iterate of ``steps`` PGD steps on ``loss`` inside ``threat`` around ``x``,
+    from ``start`` (a (B, ...) point of the threat around ``x``) when given, else from a
+    random point of the ball (``random_start``) or from ``x``.
 
     Runs the attack loop on the bare model in eval mode with parameter gradients off (restored
     afterwards, BatchNorm statistics included): ``steps`` forward+backward passes on the input,
@@ -69,7 +71,7 @@ def perturb(model: nn.Module, threat: LpBall, x: Tensor, y: Tensor, generator: t
         x_adv, _ = run_pgd(
             Counter(net), threat, x, y, None, steps=steps, restarts=1, step_size=step_size,
             random_start=random_start, loss=loss, early_stop=False, l1_sparsity=0.95,
-            generator=generator, last_iterate=True,
+            generator=generator, last_iterate=True, start=start,
         )
     return x_adv.detach()
 
