@@ -441,3 +441,12 @@ def test_atta_resumes_bit_identically_memory_included(digits, tmp_path: Path) ->
     m = run(ck)
     for k, v in ref.state_dict().items():
         assert torch.equal(v, m.state_dict()[k]), k
+
+
+def test_atta_refuses_several_processes(digits, monkeypatch) -> None:
+    from robustlab.defenses.training import loop
+
+    x, y, _, _ = digits
+    monkeypatch.setattr(loop, "_dist", lambda: (0, 2))
+    with pytest.raises(ValueError, match="recipe: ATTA .* one process"):
+        train(digits_mlp(), (x, y), ATTA(T01), epochs=1, batch_size=50)
