@@ -89,6 +89,14 @@ def test_adversarial_training_beats_standard_under_attack(digits) -> None:
     assert accs["at"][0] > 0.8
 
 
+def _interrupt_at(stop_at):
+    """An ``on_step`` that raises KeyboardInterrupt after step ``stop_at`` = (epoch, step)."""
+    def on_step(epoch, step, spe, loss):
+        if stop_at is not None and (epoch, step) == stop_at:
+            raise KeyboardInterrupt
+    return on_step
+
+
 def test_in_process_interrupt_resumes_bit_identically(digits, tmp_path: Path) -> None:
     x, y, xv, yv = digits
     recipe = TRADES(T01, beta=3.0, steps=2, warmup=0.3)
@@ -96,13 +104,8 @@ def test_in_process_interrupt_resumes_bit_identically(digits, tmp_path: Path) ->
     def run(ck, stop_at=None):
         torch.manual_seed(0)
         m = digits_mlp()
-
-        def on_step(epoch, step, spe, loss):
-            if stop_at is not None and (epoch, step) == stop_at:
-                raise KeyboardInterrupt
-
         res = train(m, (x, y), recipe, epochs=3, batch_size=50, lr=Cyclic(5e-3), seed=4, checkpoint=ck,
-                    checkpoint_every=3, val=(xv, yv), on_step=on_step)
+                    checkpoint_every=3, val=(xv, yv), on_step=_interrupt_at(stop_at))
         return m, res
 
     ref, ref_res = run(None)
@@ -424,13 +427,8 @@ def test_atta_resumes_bit_identically_memory_included(digits, tmp_path: Path) ->
     def run(ck, stop_at=None):
         torch.manual_seed(0)
         m = digits_mlp()
-
-        def on_step(epoch, step, spe, loss):
-            if stop_at is not None and (epoch, step) == stop_at:
-                raise KeyboardInterrupt
-
         train(m, (x, y), recipe, epochs=3, batch_size=50, lr=Piecewise(3e-3), seed=2, checkpoint=ck,
-              checkpoint_every=5, on_step=on_step)
+              checkpoint_every=5, on_step=_interrupt_at(stop_at))
         return m
 
     ref = run(None)
