@@ -30,22 +30,26 @@ from torch import Tensor, nn
 
 from robustlab.certify.graph import Node, build_graph
 from robustlab.certify.ops import (
-    _bn_affine,
-    _pair,
-    _pool_weight,
     backward_affine,
     backward_relu,
     interval_affine,
     relu_relaxation,
+)
+from robustlab.certify.window import (
+    WINDOWED,
+    Window,
+    add_functions,
+    gather,
+    gather_rows,
+    to_dense,
+    window_affine,
 )
 from robustlab.models.layers import Normalize
 from robustlab.threats import check_lp
 
 METHODS = ("ibp", "crown-ibp", "crown", "alpha-crown")
 ELEMENTWISE = (nn.Flatten, Normalize, nn.BatchNorm2d)
-WINDOWED = (nn.Conv2d, nn.AvgPool2d, Normalize, nn.BatchNorm2d)  # layers a Window passes through
 WINDOWS = True  # intermediate rows on conv maps start as windows (False: dense rows, for tests)
-WINDOW_MATRIX = 2 ** 22  # largest window-to-window conv matrix (floats) applied as one matmul
 MAX_ELEMENTS = 2 ** 25  # floats in one back-substitution coefficient tensor (128 MiB)
 
 
@@ -72,7 +76,7 @@ def input_domain(x: Tensor, threat: object) -> Domain:
     return Domain(xl, xu, x, eps, q)
 
 
-def concretize(a: "Tensor | Window", bias: Tensor, dom: Domain, upper_side: bool | Tensor) -> Tensor:
+def concretize(a: Tensor | Window, bias: Tensor, dom: Domain, upper_side: bool | Tensor) -> Tensor:
     """min (or max) over the input set of a . z + bias, for a (N, S, *in shape) or a ``Window``
     on the input map: (N, S). ``upper_side``: max (True) or min (False), or an (S,) bool tensor
     choosing per row.
@@ -87,11 +91,11 @@ def concretize(a: "Tensor | Window", bias: Tensor, dom: Domain, upper_side: bool
             return torch.where(upper_side, torch.minimum(out, ball), torch.maximum(out, ball))
         return torch.minimum(out, ball) if upper_side else torch.maximum(out, ball)
     if isinstance(a, Window):  # coefficients outside the window are zero: sum over it only
-        c, r = _gather((dom.xl + dom.xu) / 2, a), _gather((dom.xu - dom.xl) / 2, a)
+        c, r = gather((dom.xl + dom.xu) / 2, a), gather((dom.xu - dom.xl) / 2, a)
         out = (a.a * c).sum((2, 3, 4)) + sign * (a.a.abs() * r).sum((2, 3, 4))
         if dom.q is not None:
             af = a.a.flatten(2)
-            ball = (a.a * _gather(dom.x0, a)).sum((2, 3, 4)) + sign * dom.eps[:, None] * af.norm(p=dom.q, dim=2)
+            ball = (a.a * gather(dom.x0, a)).sum((2, 3, 4)) + sign * dom.eps[:, None] * af.norm(p=dom.q, dim=2)
             out = tighter(out, ball)
         return out + bias
     af = a.flatten(2)
@@ -102,114 +106,6 @@ def concretize(a: "Tensor | Window", bias: Tensor, dom: Domain, upper_side: bool
         ball = (af @ dom.x0.flatten(1).unsqueeze(2)).squeeze(2) + sign * dom.eps[:, None] * af.norm(p=dom.q, dim=2)
         out = tighter(out, ball)
     return out + bias
-
-
-@dataclass
-class Window:
-    """A back-substituted linear function kept as a local patch (auto_LiRPA's "patches" idea):
-    ``a`` (N, S, C, h, w) holds the coefficients on the h x w window of a (C, H, W) map whose
-    top-left corner is at ``off`` (N, S, 2) in map coordinates (may be negative). Coefficients
-    outside the map are kept at exactly zero, so sums over the window are sums over the map."""
-
-    a: Tensor
-    off: Tensor
-
-
-def _window_index(off: Tensor, size: int, extent: int) -> tuple[Tensor, Tensor]:
-    """Map coordinates (N, S, size) of a window's rows or columns and whether each is inside [0, extent)."""
-    idx = off.unsqueeze(-1) + torch.arange(size, device=off.device)
-    return idx, (idx >= 0) & (idx < extent)
-
-
-def _mask(win: Window, shape: tuple[int, ...]) -> Window:
-    """Zero the coefficients that fall outside the (C, H, W) map."""
-    if int(win.off.min()) >= 0 and int(win.off[..., 0].max()) + win.a.shape[3] <= shape[1] \
-            and int(win.off[..., 1].max()) + win.a.shape[4] <= shape[2]:
-        return win  # every window lies inside the map
-    _, vh = _window_index(win.off[..., 0], win.a.shape[3], shape[1])
-    _, vw = _window_index(win.off[..., 1], win.a.shape[4], shape[2])
-    keep = (vh.unsqueeze(-1) & vw.unsqueeze(-2)).unsqueeze(2)  # (N, S, 1, h, w)
-    return Window(win.a * keep.to(win.a.dtype), win.off)
-
-
-def _gather(m: Tensor, win: Window) -> Tensor:
-    """The (N, S, C, h, w) windows of the map ``m`` (N, C, H, W) at ``win``'s offsets (0 outside).
-
-    All h x w patches of the zero-padded map (``unfold``), then one row pick per window."""
-    n, c, hgt, wid = m.shape
-    h, w = win.a.shape[3], win.a.shape[4]
-    pad = max(0, int(-win.off.min()), int((win.off[..., 0] + h - hgt).max()), int((win.off[..., 1] + w - wid).max()))
-    patches = torch.nn.functional.unfold(torch.nn.functional.pad(m, (pad, pad, pad, pad)), (h, w))  # (N, C*h*w, L)
-    cols = wid + 2 * pad - w + 1
-    idx = (win.off[..., 0] + pad) * cols + (win.off[..., 1] + pad)  # (N, S)
-    out = patches.transpose(1, 2)[torch.arange(n, device=m.device).unsqueeze(1), idx]  # (N, S, C*h*w)
-    return out.view(n, idx.shape[1], c, h, w)
-
-
-def _to_dense(win: Window, shape: tuple[int, ...]) -> Tensor:
-    """The window written into the full (C, H, W) map: (N, S, C, H, W)."""
-    n, s, c, h, w = win.a.shape
-    ih, vh = _window_index(-win.off[..., 0], shape[1], h)  # window row of each map row
-    iw, vw = _window_index(-win.off[..., 1], shape[2], w)
-    a = win.a.permute(0, 1, 3, 4, 2)  # (N, S, h, w, C)
-    nn_ = torch.arange(n, device=a.device).view(n, 1, 1, 1)
-    ss_ = torch.arange(s, device=a.device).view(1, s, 1, 1)
-    out = a[nn_, ss_, ih.clamp(0, h - 1).unsqueeze(-1), iw.clamp(0, w - 1).unsqueeze(-2)]  # (N, S, H, W, C)
-    keep = (vh.unsqueeze(-1) & vw.unsqueeze(-2)).unsqueeze(-1)
-    return (out * keep.to(out.dtype)).permute(0, 1, 4, 2, 3)
-
-
-def _add(x: Tensor | Window, y: Tensor | Window, shape: tuple[int, ...]) -> Tensor | Window:
-    """Sum of two linear functions of the same node, dense or windowed."""
-    if isinstance(x, Window) and isinstance(y, Window):
-        lo = torch.minimum(x.off, y.off)
-        hi = torch.maximum(x.off + torch.tensor(x.a.shape[3:], device=x.off.device),
-                           y.off + torch.tensor(y.a.shape[3:], device=y.off.device))
-        size = hi - lo
-        if bool((size == size[0, 0]).all()) and bool((x.off - lo == (x.off - lo)[0, 0]).all()) \
-                and bool((y.off - lo == (y.off - lo)[0, 0]).all()):
-            h, w = int(size[0, 0, 0]), int(size[0, 0, 1])
-
-            def place(v: Window) -> Tensor:
-                t, left = [int(u) for u in (v.off - lo)[0, 0]]
-                return torch.nn.functional.pad(v.a, (left, w - left - v.a.shape[4], t, h - t - v.a.shape[3]))
-            return Window(place(x) + place(y), lo)
-    xd = _to_dense(x, shape) if isinstance(x, Window) else x
-    yd = _to_dense(y, shape) if isinstance(y, Window) else y
-    return xd + yd
-
-
-def _window_affine(m: nn.Module, win: Window, in_shape: tuple[int, ...]) -> tuple[Window, Tensor]:
-    """``backward_affine`` for a windowed function: (window at the layer's input, bias (N, S))."""
-    n, s, c, h, w = win.a.shape
-    if isinstance(m, (nn.Conv2d, nn.AvgPool2d)):
-        if isinstance(m, nn.Conv2d):
-            weight, groups, dl = m.weight, m.groups, _pair(m.dilation)
-            bias = (win.a.sum((3, 4)) @ m.bias) if m.bias is not None else win.a.new_zeros(n, s)
-        else:
-            weight, groups, dl = _pool_weight(m, c, win.a), c, (1, 1)
-            bias = win.a.new_zeros(n, s)
-        st = _pair(m.stride if not isinstance(m, nn.AvgPool2d) or m.stride is not None else m.kernel_size)
-        pd = _pair(m.padding)
-        if c * h * w * weight.shape[1] * groups * ((h - 1) * st[0] + dl[0] * (weight.shape[2] - 1) + 1) \
-                * ((w - 1) * st[1] + dl[1] * (weight.shape[3] - 1) + 1) <= WINDOW_MATRIX:
-            # small windows: one matmul with the transposed convolution's matrix on the window
-            # (built by applying it to the window's unit vectors) beats many tiny convolutions
-            eye = torch.eye(c * h * w, dtype=win.a.dtype, device=win.a.device).view(c * h * w, c, h, w)
-            mat = torch.nn.functional.conv_transpose2d(eye, weight, None, st, 0, 0, groups, dl)
-            a_in = (win.a.reshape(n * s, c * h * w) @ mat.flatten(1)).view(n * s, *mat.shape[1:])
-        else:
-            a_in = torch.nn.functional.conv_transpose2d(win.a.reshape(n * s, c, h, w), weight, None, st, 0, 0,
-                                                        groups, dl)
-        off = win.off * torch.tensor(st, device=win.off.device) - torch.tensor(pd, device=win.off.device)
-        return _mask(Window(a_in.reshape(n, s, *a_in.shape[1:]), off), in_shape), bias
-    if isinstance(m, Normalize):
-        inv = (1.0 / m.std).view(-1, 1, 1)
-        return Window(win.a * inv, win.off), -(win.a.sum((3, 4)) @ (m.mean / m.std).flatten())
-    if isinstance(m, nn.BatchNorm2d):
-        scale, shift = _bn_affine(m)
-        return Window(win.a * scale.view(-1, 1, 1), win.off), win.a.sum((3, 4)) @ shift
-    raise ValueError(f"m: no windowed backward rule for {type(m).__name__}")
 
 
 def _backsub(nodes: list[Node], start: int, a: Tensor | Window, relax: dict[int, tuple[Tensor, Tensor, Tensor]],
@@ -232,18 +128,18 @@ def _backsub(nodes: list[Node], start: int, a: Tensor | Window, relax: dict[int,
             continue
         node = nodes[k]
         if isinstance(ak, Window) and ak.a.shape[3] * ak.a.shape[4] >= node.shape[1] * node.shape[2]:
-            ak = _to_dense(ak, node.shape)
+            ak = to_dense(ak, node.shape)
         if node.kind == "add":
             for i in node.inputs:
-                pending[i] = _add(pending[i], ak, nodes[i].shape) if i in pending else ak
+                pending[i] = add_functions(pending[i], ak, nodes[i].shape) if i in pending else ak
             continue
         in_shape = nodes[node.inputs[0]].shape
         if node.kind == "affine":
             if isinstance(ak, Window) and isinstance(node.module, WINDOWED):
-                a_in, b = _window_affine(node.module, ak, in_shape)
+                a_in, b = window_affine(node.module, ak, in_shape)
             else:
                 if isinstance(ak, Window):
-                    ak = _to_dense(ak, node.shape)
+                    ak = to_dense(ak, node.shape)
                 a_in, b = backward_affine(node.module, ak, in_shape)  # type: ignore[arg-type]
         else:
             du, bu, dl = relax[k]
@@ -251,11 +147,11 @@ def _backsub(nodes: list[Node], start: int, a: Tensor | Window, relax: dict[int,
                 record[k] = ak
             al = alphas.get(k) if alphas is not None else None
             if isinstance(ak, Window):
-                du, bu, dl = _gather(du, ak), _gather(bu, ak), _gather(dl, ak)
+                du, bu, dl = gather(du, ak), gather(bu, ak), gather(dl, ak)
                 if al is not None:
                     # slopes on the window itself, or per-row maps (N, S, *shape), or one map (N, *shape)
                     al = al if al.shape[2:] == ak.a.shape[2:] else (
-                        _gather_rows(al, ak) if al.dim() == 5 else _gather(al, ak))
+                        gather_rows(al, ak) if al.dim() == 5 else gather(al, ak))
             elif al is not None and al.dim() == du.dim():
                 al = al.unsqueeze(1)
             if al is not None:  # optimised slopes on unstable neurons only (0 < du < 1)
@@ -268,21 +164,8 @@ def _backsub(nodes: list[Node], start: int, a: Tensor | Window, relax: dict[int,
                 a_in, b = backward_relu(ak, du, bu, dl, upper_side)
         bias = bias + b
         i = node.inputs[0]
-        pending[i] = _add(pending[i], a_in, in_shape) if i in pending else a_in
+        pending[i] = add_functions(pending[i], a_in, in_shape) if i in pending else a_in
     return pending[0], bias
-
-
-def _gather_rows(dl: Tensor, win: Window) -> Tensor:
-    """Windows of per-row maps ``dl`` (N, S, C, H, W): row s of sample i from dl[i, s] (0 outside)."""
-    n, s, _, hgt, wid = dl.shape
-    h, w = win.a.shape[3], win.a.shape[4]
-    ih, vh = _window_index(win.off[..., 0], h, hgt)  # (N, S, h)
-    iw, vw = _window_index(win.off[..., 1], w, wid)
-    nn_ = torch.arange(n, device=dl.device).view(n, 1, 1, 1)
-    ss_ = torch.arange(s, device=dl.device).view(1, s, 1, 1)
-    out = dl.permute(0, 1, 3, 4, 2)[nn_, ss_, ih.clamp(0, hgt - 1).unsqueeze(-1), iw.clamp(0, wid - 1).unsqueeze(-2)]
-    keep = (vh.unsqueeze(-1) & vw.unsqueeze(-2)).unsqueeze(-1)
-    return (out * keep.to(out.dtype)).permute(0, 1, 4, 2, 3)  # (N, S, C, h, w)
 
 
 def _interval(node: Node, lo: list[Tensor], hi: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -417,7 +300,7 @@ def _optimise_alpha(nodes: list[Node], spec: Tensor, lo0: list[Tensor], hi0: lis
         out = {}
         for j, f in seen.items():
             dl = relax0[j][2]
-            out[j] = (_gather(dl, f) if isinstance(f, Window)
+            out[j] = (gather(dl, f) if isinstance(f, Window)
                       else dl.unsqueeze(1).expand(-1, count, *dl.shape[1:])).clone().requires_grad_(True)
         return out
 
