@@ -60,7 +60,7 @@ def test_serve_refuses_a_port_out_of_range(port, capsys):
 
 
 def test_serve_knows_the_input_shape_of_shipped_models():
-    from robustlab.cli import _input_shape
+    from robustlab.cli_models import input_shape
 
-    assert _input_shape("mnist-cnn") == (1, 28, 28) and _input_shape("kws-cnn") == (1, 8000)
-    assert _input_shape("no-such-model") is None
+    assert input_shape("mnist-cnn") == (1, 28, 28) and input_shape("kws-cnn") == (1, 8000)
+    assert input_shape("no-such-model") is None

@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from robustlab.cli_models import check_device, input_shape, load_access_model, load_model, n_classes_of_data, probe_endpoint
 from robustlab.cli_tables import console, err, fail, print_diagnostics, print_report  # noqa: F401
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -36,97 +37,6 @@ def _certifier_help() -> str:
     from robustlab.evaluation.registry import CERTIFIERS, names
 
     return ", ".join(names(CERTIFIERS))
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        fail(f"device: expected cpu, cuda or cuda:N, got {device!r}")
-        return
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        fail(f"device: {device} asked for, but this torch ({torch.__version__}) has no usable CUDA device; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        fail(f"device: {device} does not exist (this machine has {torch.cuda.device_count()} CUDA device(s))")
-
-
-def _load_model(spec: str, weights: Optional[Path], device: str, untrained: bool = False):
-    import robustlab as rl
-
-    _check_device(device)
-    if spec.endswith(".py"):
-        if weights is None and not untrained:
-            fail(f"weights: {spec} builds an untrained model; pass --weights FILE.safetensors "
-                 "(or --untrained to evaluate random weights on purpose)")
-        return rl.models.load_from_file(spec, weights, device=device)
-    if weights is not None:
-        fail("weights: --weights goes with a builder file (--model path/to/model.py), not a shipped model name")
-    return rl.models.load(spec, device=device)
-
-
-def _input_shape(model: str) -> tuple[int, ...] | None:
-    """The shape of one input of a shipped model (from its dataset), so a served endpoint can
-    answer a wrongly shaped request with 400 naming the shape; None when unknown."""
-    import robustlab as rl
-    from robustlab.models.zoo import ZOO
-
-    entry = ZOO.get(model)
-    if entry is None:
-        return None
-    try:
-        shape = rl.data.info(entry.dataset).shape
-    except (ValueError, AttributeError, ImportError):
-        return None
-    return tuple(shape) if shape else None
-
-
-def _probe_endpoint(net, x1) -> None:
-    """Ask an HTTP endpoint about one input before the run (one query from its budget), so an
-    endpoint that fails, hangs or answers out-of-range labels is one line and exit 2."""
-    from robustlab.models.http import HTTPError
-
-    try:
-        net.predict_labels(x1) if net.access == "label" else net(x1)
-    except HTTPError as e:
-        fail(f"model: {e}")
-    except ValueError as e:
-        fail(str(e))
-
-
-def _n_classes(data: str, y) -> int | None:
-    """The number of classes of a shipped dataset (an endpoint answering a label outside them is
-    refused); None for the user's own data, whose labels may cover only some of the model's."""
-    import robustlab as rl
-
-    try:
-        k = getattr(rl.data.info(data), "n_classes", None)
-    except (ValueError, KeyError, AttributeError, ImportError):
-        return None
-    return int(k) if k else None
-
-
-def _load_access_model(spec: str, weights: Optional[Path], device: str, access: str, x1, untrained: bool = False,
-                       http: Optional[dict] = None):
-    """The model at the access level asked for: an HTTP endpoint (``http``: timeout, retries,
-    n_classes), or a local model (restricted to score-only or label-only access unless
-    ``access`` is "white")."""
-    import robustlab as rl
-    from robustlab.validation import probe_model
-
-    if access not in ("white", "score", "label"):
-        fail(f"access: expected white, score or label, got {access!r}")
-    if spec.startswith(("http://", "https://")):
-        if access == "white":
-            fail("access: an HTTP model gives no gradients; use --access score or --access label")
-        if weights is not None:
-            fail("weights: --weights goes with a builder file, not an HTTP model")
-        return rl.models.HTTPModel(spec, access=access, **(http or {}))
-    net = _load_model(spec, weights, device, untrained)
-    if access == "white":
-        return net
-    return rl.models.as_access(net, access, n_classes=probe_model(net, x1))
 
 
 @app.command()
@@ -216,7 +126,7 @@ def evaluate(
     min_robust_acc, workers, ray, access = cfg.min_robust_acc, cfg.workers, cfg.ray, cfg.access
     precision, certify, timeout, retries = cfg.precision, cfg.certify, cfg.timeout, cfg.retries
     try:
-        _check_device(device)
+        check_device(device)
         threat_obj = rl.threats.parse_threat(threat)
         if n is not None and n <= 0:
             fail(f"n: expected a positive number of points, got {n}")
@@ -228,8 +138,8 @@ def evaluate(
             fail("store: --workers/--ray need --store (the shards meet in the result store)")
         x, y = rl.data.load(data, split=split, n=n, start=start)
         tensor_x = isinstance(x, rl.evaluation.runner.Tensor)
-        net = _load_access_model(model, weights, device, access, x[:1].to(device) if tensor_x else x[:1], untrained,
-                                 http={"timeout": timeout, "retries": retries, "n_classes": _n_classes(data, y)})
+        net = load_access_model(model, weights, device, access, x[:1].to(device) if tensor_x else x[:1], untrained,
+                                 http={"timeout": timeout, "retries": retries, "n_classes": n_classes_of_data(data, y)})
         attack_list = rl.evaluation.runner.resolve_attacks(attacks, threat_obj)  # ensembles: a row per attack
         cert_list = rl.evaluation.runner.resolve_certifiers(certify)
         if tensor_x:
@@ -238,7 +148,7 @@ def evaluate(
         if access == "white" and tensor_x:
             probe_model(net, x[:2])
         elif model.startswith(("http://", "https://")):
-            _probe_endpoint(net, x[:1])
+            probe_endpoint(net, x[:1])
         target = save_config if save_config is not None else default_config_path(cfg)
         cfg_path = write_config(cfg, target) if target is not None else None
     except typer.Exit:
@@ -371,8 +281,8 @@ def serve(
         err.print(f"warning: binding {escape(host)} exposes the model beyond this machine; anyone who can reach "
                   "the port can query it", highlight=False)
     try:
-        net = _load_model(model, weights, device)
-        shape = _input_shape(model)
+        net = load_model(model, weights, device)
+        shape = input_shape(model)
         server = ModelServer(net, host=host, port=port, access=access, input_shape=shape)
     except (ValueError, TypeError, FileNotFoundError, OSError, OverflowError) as e:
         fail(str(e))
