@@ -22,11 +22,17 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.base import Attack, ModelGuard
-from robustlab.attacks.gradient import PGD
 from robustlab.attacks.losses import rejects
 from robustlab.attacks.sequence import attack_name
 from robustlab.batch import Inputs, count, data_hash, take
 from robustlab.certify.base import certifier_name
+from robustlab.evaluation.attack_plan import (  # noqa: F401 (callers reach resolve_* and default_attacks through runner)
+    adaptive_attacks_of,
+    default_attacks,
+    resolve_attacks,
+    resolve_certifiers,
+    without_early_stop,
+)
 from robustlab.evaluation.batch import BatchOutcome, UnsoundCertificate, commit_batch, run_batch  # noqa: F401
 from robustlab.evaluation.store import Store
 from robustlab.models.access import n_classes_of
@@ -62,59 +68,6 @@ def attack_config(attack: object) -> dict[str, Any]:
     if " at 0x" in text:  # an object's default repr names its address: not an identity across runs
         text = f"{type(attack).__module__}.{type(attack).__qualname__}"
     return {"type": type(attack).__name__, "repr": text}
-
-
-def _without_early_stop(attack: Attack) -> Attack:
-    """A random defense's view (EOT) is not its deployed draw: an attack that drops a point once
-    the view misclassifies it may stop where the deployed model is still right, so attacks on a
-    ``random = True`` model run every step (the deployed model judges the returned point)."""
-    if dataclasses.is_dataclass(attack) and any(f.name == "early_stop" for f in dataclasses.fields(attack)):
-        return dataclasses.replace(attack, early_stop=False)  # type: ignore[type-var]
-    return attack
-
-
-def default_attacks(threat: object) -> list[Attack]:
-    """The default evaluation: PGD-40 with one random restart (cross-entropy)."""
-    return [PGD(threat, steps=40, restarts=1)]  # type: ignore[arg-type]
-
-
-def resolve_attacks(attacks: Sequence[Attack] | str | None, threat: object) -> list[Attack]:
-    """A list of attacks from a list, a registry spec ("pgd-100,square") or None (the default)."""
-    if attacks is None:
-        return default_attacks(threat)
-    if isinstance(attacks, str):
-        from robustlab.evaluation.registry import build_attacks
-
-        return build_attacks(attacks, threat)
-    attacks = list(attacks)
-    if not attacks:
-        raise ValueError("attacks: expected at least one attack")
-    for a in attacks:
-        if not callable(a):
-            raise TypeError(f"attacks: {a!r} is not callable")
-    return attacks
-
-
-def adaptive_attacks_of(model: object, threat: object) -> list[Attack]:
-    """The attacks a defense names for itself (``model.adaptive_attacks(threat)``, e.g. the
-    squeezing attack of a 1-bit squeezer): a preset (or the default) runs them after its own,
-    on the points those leave; an explicit list of attacks runs exactly what it lists."""
-    extra = getattr(model, "adaptive_attacks", None)
-    return list(extra(threat)) if callable(extra) else []
-
-
-def resolve_certifiers(certifiers: Sequence[object] | str | None) -> list[object]:
-    if certifiers is None:
-        return []
-    if isinstance(certifiers, str):
-        from robustlab.evaluation.registry import build_certifiers
-
-        return build_certifiers(certifiers)
-    out = list(certifiers)
-    for c in out:
-        if not callable(c):
-            raise TypeError(f"certifiers: {c!r} is not callable")
-    return out
 
 
 def _hash(obj: Any) -> str:
@@ -248,7 +201,7 @@ def evaluate(
     if view == "adaptive" and (attacks is None or isinstance(attacks, str)):
         attack_list += adaptive_attacks_of(model, threat)
     if getattr(model, "random", False):
-        attack_list = [_without_early_stop(a) for a in attack_list]
+        attack_list = [without_early_stop(a) for a in attack_list]
     cert_list = resolve_certifiers(certifiers)
     check_precision(precision, model)
     names = [attack_name(a) for a in attack_list]
