@@ -17,10 +17,24 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from robustlab.cli_models import check_device, input_shape, load_access_model, load_model, n_classes_of_data, probe_endpoint
+from robustlab.cli_models import (
+    check_device,
+    input_shape,
+    load_access_model,
+    load_model,
+    n_classes_of_data,
+    probe_endpoint,
+)
 from robustlab.cli_tables import console, err, fail, print_diagnostics, print_report  # noqa: F401
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -104,7 +118,8 @@ def evaluate(
             fail(str(e))
             return
         raise typer.Exit(code)
-    from robustlab.evaluation.config import EvalConfig, default_config_path, load_config, save_config as write_config
+    from robustlab.evaluation.config import EvalConfig, default_config_path, load_config
+    from robustlab.evaluation.config import save_config as write_config
     from robustlab.validation import probe_model
 
     try:

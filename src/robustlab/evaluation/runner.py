@@ -33,14 +33,25 @@ from robustlab.evaluation.attack_plan import (  # noqa: F401 (callers reach reso
     resolve_certifiers,
     without_early_stop,
 )
-from robustlab.evaluation.batch import BatchOutcome, UnsoundCertificate, commit_batch, run_batch  # noqa: F401
+from robustlab.evaluation.batch import (  # noqa: F401
+    BatchOutcome,
+    UnsoundCertificate,
+    commit_batch,
+    run_batch,
+)
 from robustlab.evaluation.store import Store
 from robustlab.models.access import n_classes_of
 from robustlab.models.precision import check_precision, with_precision
 from robustlab.models.views import attack_view_of, model_spec
 from robustlab.results import AttackSummary, CertSummary, EvalReport
 from robustlab.threats import LpBall, check_threat
-from robustlab.validation import check_inputs, check_labels_in_range, check_model, check_positive_int, check_seed
+from robustlab.validation import (
+    check_inputs,
+    check_labels_in_range,
+    check_model,
+    check_positive_int,
+    check_seed,
+)
 
 CODE_VERSION = "0.1.0"
 VIEWS = ("adaptive", "naive")
@@ -355,7 +366,12 @@ def _diagnose(attack_model: object, model: object, x: Inputs, y: Tensor, threat:
               report: EvalReport, seed: int, db: Store | None, run_id: str, level: str) -> list:
     """The run's diagnostics: from the store when already computed, else run (on the attack view,
     judged by the deployed model) and stored."""
-    from robustlab.evaluation.diagnostics import DIAGNOSTICS_SHARE, Diagnostic, fast_points, run_diagnostics
+    from robustlab.evaluation.diagnostics import (
+        DIAGNOSTICS_SHARE,
+        Diagnostic,
+        fast_points,
+        run_diagnostics,
+    )
 
     stored = db.diagnostics(run_id) if db is not None else []
     stored_level = "fast" if any(d["name"] == "scope" for d in stored) else "full"

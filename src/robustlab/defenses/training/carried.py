@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.defenses.training.recipes import _check_common, _check_steps, perturb, ramp, scaled
+from robustlab.defenses.training.recipes import (
+    _check_common,
+    _check_steps,
+    perturb,
+    ramp,
+    scaled,
+)
 from robustlab.threats import LpBall
 
 SCALE = 127  # memory unit: eps / 127 per coordinate
