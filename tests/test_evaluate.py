@@ -110,10 +110,12 @@ def test_kill_9_and_resume_gives_the_same_outcomes(tmp_path):
 
 def test_ctrl_c_keeps_finished_batches(tmp_path):
     db = tmp_path / "int.db"
-    # 2000 points: the run must still be going when the first stored batch is seen, even when a
-    # loaded machine delays this poll (the interrupt lands after a batch or two either way)
-    proc = _run_cli(["evaluate", "--model", "mnist-cnn-at", "--n", "2000", "--attacks", "pgd-40x3",
-                     "--batch-size", "25", "--no-diagnostics", "--store", str(db)])
+    # the child gets SIGINT's default action back: a shell starts background jobs with SIGINT
+    # ignored, and a Python started so never raises KeyboardInterrupt (the test would then see
+    # the run finish instead of stop)
+    proc = _run_cli(["evaluate", "--model", "mnist-cnn-at", "--n", "400", "--attacks", "pgd-40x3",
+                     "--batch-size", "25", "--no-diagnostics", "--store", str(db)],
+                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while _batches(db) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
