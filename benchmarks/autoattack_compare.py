@@ -6,6 +6,7 @@
 Settings:
     at-linf   the shipped adversarially trained MNIST model (mnist-cnn-at), Linf eps 0.3
     std-l2    the shipped standard MNIST model (mnist-cnn), L2 eps 1.5
+    fast-linf the one-step (ATTA) MNIST model (mnist-cnn-fast), Linf eps 0.3
 
 Both sides run AutoAttack's standard version: APGD-CE, APGD-T (9 targets), FAB-T (9 targets),
 Square (5000 queries), each on the points the earlier attacks left robust. torchattacks'
@@ -66,6 +67,7 @@ class CountingModel(nn.Module):
 SETTINGS = {
     "at-linf": ("mnist-cnn-at", "linf", 0.3),
     "std-l2": ("mnist-cnn", "l2", 1.5),
+    "fast-linf": ("mnist-cnn-fast", "linf", 0.3),
 }
 
 

@@ -448,3 +448,16 @@ def test_atta_refuses_several_processes(digits, monkeypatch) -> None:
     monkeypatch.setattr(loop, "_dist", lambda: (0, 2))
     with pytest.raises(ValueError, match="recipe: ATTA .* one process"):
         train(digits_mlp(), (x, y), ATTA(T01), epochs=1, batch_size=50)
+
+
+def test_command_line_recipes_take_their_own_step_defaults(tmp_path: Path) -> None:
+    from robustlab.defenses.training.job import JobSpec, build_recipe
+
+    def spec(recipe, **kw):
+        return JobSpec(recipe=recipe, data="digits", arch="digits-mlp", out=tmp_path / "m.safetensors", **kw)
+
+    assert build_recipe(spec("atta")) == ATTA(LpBall("linf", 0.3), steps=1)
+    assert build_recipe(spec("pgdat")).steps == 10 and build_recipe(spec("trades")).steps == 10
+    assert build_recipe(spec("atta", steps=2, step_size=0.05, warmup=0.2)) == ATTA(LpBall("linf", 0.3), 2, 0.05, 0.2)
+    with pytest.raises(ValueError, match="steps"):
+        build_recipe(spec("atta", steps=0))
