@@ -11,7 +11,8 @@ from torch import nn
 from torch.func import jacrev
 
 import robustlab as rl
-from robustlab.certify.lipschitz import Lipschitz, lipschitz_constant
+from robustlab.certify.lipschitz import Lipschitz, lipschitz_constant, margin_radius, pairwise_constants
+from robustlab.defenses.lipschitz_training import LipschitzMargin
 from robustlab.models.lipschitz import (AOLConv2d, AOLLinear, CayleyConv2d, LipschitzNet, MaxMin, load_mnist_lip,
                                         mnist_lip, mnist_lip_cayley, mnist_lip_conv)
 from robustlab.threats import LpBall
@@ -132,6 +133,74 @@ def test_random_conv_network_ratio_never_exceeds_constant():
         mnist_lip_conv((7, 8), 16)
 
 
+def _max_pair_ratio(model: nn.Module, x: torch.Tensor, steps: int, seed: int) -> float:
+    """Largest |delta(z_i - z_j)| / (K_ij |delta x|) over classes i != j, random pairs at several
+    scales and gradient ascent on it from each pair."""
+    k = pairwise_constants(model).float()
+    off = ~torch.eye(k.shape[0], dtype=torch.bool)
+    g = torch.Generator().manual_seed(seed)
+    best = 0.0
+    z0 = model(x).detach()
+    for scale in (1e-3, 0.1, 1.0, 5.0):
+        x2 = (x + torch.randn(x.shape, generator=g) * scale).requires_grad_(True)
+        opt = torch.optim.Adam([x2], lr=0.01 * scale)
+        for _ in range(steps):
+            dz = model(x2) - z0  # (N, K)
+            pair = (dz[:, :, None] - dz[:, None, :]).abs()[:, off] / k[off]  # (N, K(K-1))
+            ratio = pair.amax(dim=1) / (x2 - x).flatten(1).norm(dim=1)
+            best = max(best, float(ratio.detach().max()))
+            opt.zero_grad()
+            (-ratio.sum()).backward()
+            opt.step()
+    return best
+
+
+@pytest.mark.parametrize("build", [lambda: mnist_lip(width=64, depth=2), lambda: mnist_lip_conv((8, 8), 16)])
+def test_pairwise_constants_hold_and_are_never_looser(build):
+    """|delta(z_i - z_j)| <= K_ij |delta x| over random and gradient-ascent pairs, for scrambled
+    weights; K_ij <= sqrt(2) L, and the per-pair radius is never below the uniform one."""
+    torch.manual_seed(0)
+    model = _scramble(build(), 6)
+    k = pairwise_constants(model)
+    assert k.shape == (10, 10) and bool((k <= math.sqrt(2) * model.lipschitz + 1e-12).all())
+    assert float(k.diagonal().abs().max()) < 1e-6
+    assert float(k[~torch.eye(10, dtype=torch.bool)].min()) < math.sqrt(2) * 0.999  # tighter somewhere
+    x = torch.rand(8, 1, 28, 28)
+    assert _max_pair_ratio(model, x, steps=30, seed=7) <= 1 + 1e-4
+    z = model(x).detach()
+    y = z.argmax(1)
+    assert bool((margin_radius(z, y, 1.0, k) >= margin_radius(z, y, 1.0) - 1e-9).all())
+
+
+def test_certifier_uses_pairwise_constants_and_the_margin_loss_their_offsets():
+    torch.manual_seed(0)
+    model = _scramble(mnist_lip(width=32, depth=1), 8)
+    x = torch.rand(6, 1, 28, 28)
+    z = model(x).detach().double()
+    y = z.argmax(1)
+    k = pairwise_constants(model)
+    expect = torch.tensor(
+        [min(float((z[i, y[i]] - z[i, j]) / k[y[i], j]) for j in range(10) if j != int(y[i])) for i in range(6)],
+        dtype=torch.float64)
+    res = Lipschitz()(model, x, y, LpBall("l2", 0.01))
+    assert torch.allclose(res.radius, expect)
+    assert torch.allclose(res.bound, torch.tensor(
+        [min(float(z[i, y[i]] - z[i, j] - k[y[i], j] * 0.01) for j in range(10) if j != int(y[i])) for i in range(6)],
+        dtype=torch.float64))
+    # the pairwise loss equals the uniform one when every pair constant is sqrt(2) L
+    class Uniform(nn.Module):
+        lipschitz = 1.0
+        def forward(self, v):
+            return v
+        def pairwise_lipschitz(self):
+            return math.sqrt(2) * (1 - torch.eye(4, dtype=torch.float64))
+    v, t = torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0])
+    g = torch.Generator()
+    a = LipschitzMargin(1.5, 0.5, pairwise=True).loss(Uniform(), v, t, g, 0.0)
+    b = LipschitzMargin(1.5, 0.5).loss(Uniform(), v, t, g, 0.0)
+    assert torch.allclose(a, b) and LipschitzMargin(1.5, 0.5, pairwise=True).spec().endswith("pairwise=True")
+
+
 def test_zoo_loader_builds_the_named_architecture():
     class Entry:
         architecture = "mnist_lip_conv"
@@ -144,8 +213,21 @@ def test_zoo_loader_builds_the_named_architecture():
         load_mnist_lip(Entry(), None)
 
 
+class _NoPairs(nn.Module):
+    """A 1-Lipschitz model that states only its global constant (no per-pair constants)."""
+
+    lipschitz = 1.0
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 def test_certifier_formula_and_errors():
-    model = mnist_lip(width=32, depth=1)
+    model = _NoPairs(mnist_lip(width=32, depth=1))
     x, y = torch.rand(8, 1, 28, 28), torch.arange(8)
     res = Lipschitz()(model, x, y, LpBall("l2", 0.01))
     z = model(x).detach().double()

@@ -20,7 +20,8 @@ Every layer here has an L2 -> L2 Lipschitz constant <= 1 by a proof, not by an e
 
 ``LipschitzNet`` (a Sequential) states its constant as ``model.lipschitz``: the product of its
 layers' constants, and refuses layers it has no proof for. Input (N, C, H, W) in [0, 1],
-output (N, K) logits; the top-2 margin m certifies every L2 radius below m / (sqrt(2) * L).
+output (N, K) logits; the top-2 margin m certifies every L2 radius below m / (sqrt(2) * L), and
+``pairwise_lipschitz()`` gives the tighter per-pair constants of the last layer.
 """
 from __future__ import annotations
 
@@ -186,6 +187,22 @@ class LipschitzNet(nn.Sequential):
     @property
     def lipschitz(self) -> float:
         return math.prod(layer_lipschitz(m) for m in self)
+
+    def pairwise_lipschitz(self) -> Tensor | None:
+        """(K, K) float64 tensor of the constants of the logit differences, or None when the
+        last layer is not an ``AOLLinear``.
+
+        With body h (all layers but the last, constant L_body) and last layer z = W h + b,
+        z_i - z_j = (w_i - w_j) . h + (b_i - b_j) is ||w_i - w_j|| L_body Lipschitz (GloRo,
+        Leino et al. 2021). Returned as min(||w_i - w_j|| L_body, sqrt(2) L), never looser than
+        the uniform sqrt(2) L; differentiable in the last layer's weight (margin training)."""
+        last = self[-1]
+        if not isinstance(last, AOLLinear):
+            return None
+        body = math.prod(layer_lipschitz(m) for m in list(self)[:-1])
+        w = last.effective_weight().double()
+        k = torch.cdist(w, w) * body
+        return k.clamp(max=math.sqrt(2.0) * body * layer_lipschitz(last))
 
 
 def mnist_lip(width: int = 512, depth: int = 3) -> LipschitzNet:
