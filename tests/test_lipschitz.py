@@ -13,8 +13,9 @@ from torch.func import jacrev
 import robustlab as rl
 from robustlab.certify.lipschitz import Lipschitz, lipschitz_constant, margin_radius, pairwise_constants
 from robustlab.defenses.lipschitz_training import LipschitzMargin
-from robustlab.models.lipschitz import (AOLConv2d, AOLLinear, CayleyConv2d, LipschitzNet, MaxMin, load_mnist_lip,
-                                        mnist_lip, mnist_lip_cayley, mnist_lip_conv)
+from robustlab.models.lipschitz import (AOLConv2d, AOLLinear, CayleyConv2d, LipschitzNet, MaxMin, SLLConv2d,
+                                        SLLLinear, load_mnist_lip, mnist_lip, mnist_lip_cayley, mnist_lip_conv,
+                                        mnist_lip_sll)
 from robustlab.threats import LpBall
 
 torch.set_num_threads(1)
@@ -73,6 +74,32 @@ def test_cayley_conv_exact_operator_norm(cin, cout, size, k):
         CayleyConv2d(2, 2, 5)(torch.randn(1, 2, 6, 6))
     with pytest.raises(ValueError, match="kernel_size"):
         CayleyConv2d(2, 2, 2, 3)
+
+
+@pytest.mark.parametrize("c,inner,k", [(3, 5, 3), (4, 4, 3), (6, 2, 5), (2, 3, 1)])
+def test_sll_conv_exact_operator_norm_at_most_one(c, inner, k):
+    """The SLL residual convolution is nonlinear: its Jacobian (at random points, for
+    heavy-tailed random weights) has spectral norm <= 1, and exactly 1 along directions where
+    the ReLUs are off (the identity path), so the bound is tight, not vacuous."""
+    for seed in range(3):
+        layer = _scramble(SLLConv2d(c, inner, k), seed)
+        v = torch.randn(c, 6, 6, generator=torch.Generator().manual_seed(seed))
+        jac = jacrev(lambda u: layer(u[None])[0])(v).reshape(c * 36, c * 36)
+        assert float(torch.linalg.matrix_norm(jac.detach().double(), ord=2)) <= 1 + 1e-5
+    for seed in range(3):
+        layer = _scramble(SLLLinear(20, 7), seed)
+        jac = jacrev(layer)(torch.randn(4, 20)).reshape(80, 80)  # block-diagonal over the batch
+        assert float(torch.linalg.matrix_norm(jac.detach().double(), ord=2)) <= 1 + 1e-5
+    with pytest.raises(ValueError, match="kernel_size"):
+        SLLConv2d(2, 2, 2)
+
+
+def test_random_sll_network_ratio_never_exceeds_constant():
+    torch.manual_seed(0)
+    model = _scramble(mnist_lip_sll((4, 8), 16, blocks=2), 9)
+    assert model.lipschitz == 1.0
+    x = torch.rand(8, 1, 28, 28)
+    assert _max_ratio(model, x, steps=30, seed=10) <= 1 + 1e-4
 
 
 def test_random_cayley_network_ratio_never_exceeds_constant():

@@ -14,6 +14,10 @@ Every layer here has an L2 -> L2 Lipschitz constant <= 1 by a proof, not by an e
   fewer output than input channels its rows are a subset of Q's, norm <= 1. Float error: the
   layer's ``lipschitz`` is not assumed, it is the measured largest singular value (float64 SVD)
   of the Q its forward uses, never below 1.
+* ``SLLConv2d``: an SDP-based Lipschitz residual layer (Araujo et al., ICLR 2023),
+  h(x) = x - 2 P^T T^-1 relu(P x + b) with P a stride-1 'same' convolution and T diagonal with
+  T_oo = sum_o' |P P^T|_oo' (row sums bounded by the kernel's self-correlation), so T >= P P^T and
+  h is 1-Lipschitz (their Theorem 3 with q = 1): a residual block, identity at P = 0.
 * ``MaxMin``: sorts pairs of channels (GroupSort with groups of 2, Anil et al. 2019): a
   permutation of each pair, 1-Lipschitz and gradient-norm preserving.
 * ``nn.PixelUnshuffle`` and ``nn.Flatten`` are permutations; ``Center`` subtracts a constant.
@@ -143,6 +147,61 @@ class CayleyConv2d(nn.Module):
         return y if self.bias is None else y + self.bias[None, :, None, None]
 
 
+class SLLConv2d(nn.Module):
+    """h(x) = x - 2 P^T diag(t)^-1 relu(P x + b): a 1-Lipschitz residual convolution (SLL).
+
+    P: a stride-1, 'same'-padded convolution from ``channels`` to ``inner`` channels (kernel
+    ``kernel_size``, odd), P^T its transpose. t_o = sum over o' and offsets s of |M[o, o', s]|,
+    M the kernel's self-correlation over input channels and taps, which bounds the row sums
+    of P P^T, so diag(t) >= P P^T. Input and output (N, channels, H, W)."""
+
+    lipschitz = 1.0
+
+    def __init__(self, channels: int, inner: int | None = None, kernel_size: int = 3) -> None:
+        super().__init__()
+        inner = channels if inner is None else inner
+        if kernel_size % 2 != 1 or min(channels, inner) < 1:
+            raise ValueError(f"channels/inner/kernel_size: need >= 1 channels and an odd kernel, got "
+                             f"{channels}, {inner}, {kernel_size}")
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.empty(inner, channels, kernel_size, kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.bias = nn.Parameter(torch.zeros(inner))
+
+    def scale(self) -> Tensor:
+        """t^-1 per inner channel: (inner,)."""
+        k = self.weight  # (O, I, kh, kw)
+        m = F.conv2d(k, k, padding=k.shape[-1] - 1)  # (O, O, 2k-1, 2k-1): sum_i sum_u K[o,i,u+s] K[o',i,u]
+        return m.abs().sum(dim=(1, 2, 3)).clamp_min(1e-12).reciprocal()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(F.conv2d(x, self.weight, self.bias, padding=self.padding))
+        h = h * self.scale()[None, :, None, None]
+        return x - 2.0 * F.conv_transpose2d(h, self.weight, padding=self.padding)
+
+
+class SLLLinear(nn.Module):
+    """h(x) = x - 2 W^T diag(t)^-1 relu(W x + b), t_o = sum_o' |W W^T|_oo': a 1-Lipschitz
+    residual dense layer (SLL, Araujo et al. 2023). W: (inner, features). Input and output
+    (N, features)."""
+
+    lipschitz = 1.0
+
+    def __init__(self, features: int, inner: int | None = None) -> None:
+        super().__init__()
+        inner = features if inner is None else inner
+        if min(features, inner) < 1:
+            raise ValueError(f"features/inner: must be >= 1, got {features}, {inner}")
+        self.weight = nn.Parameter(torch.empty(inner, features))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.bias = nn.Parameter(torch.zeros(inner))
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight
+        t = (w @ w.T).abs().sum(dim=1).clamp_min(1e-12)
+        return x - 2.0 * F.linear(F.relu(F.linear(x, w, self.bias)) / t, w.T)
+
+
 class MaxMin(nn.Module):
     """Splits the channel dimension (dim 1) in halves a, b and returns cat(max(a, b), min(a, b))."""
 
@@ -262,7 +321,27 @@ def mnist_lip_cayley(channels: tuple[int, int] = (32, 64), dense: int = 256) -> 
         nn.Flatten(), AOLLinear(c2 * 49, dense), MaxMin(), AOLLinear(dense, 10))
 
 
-ARCHITECTURES = {"mnist_lip": mnist_lip, "mnist_lip_conv": mnist_lip_conv, "mnist_lip_cayley": mnist_lip_cayley}
+def mnist_lip_sll(channels: tuple[int, int] = (16, 32), dense: int = 256, blocks: int = 2) -> LipschitzNet:
+    """A 1-Lipschitz network with SLL residual blocks for MNIST.
+
+    Input (N, 1, 28, 28) in [0, 1]; output (N, 10) logits; ``lipschitz == 1``:
+
+        centre -> unshuffle 2 (4 x 14 x 14) -> AOLConv c1 -> blocks x SLLConv c1
+        -> unshuffle 2 (4 c1 x 7 x 7) -> AOLConv c2 -> blocks x SLLConv c2 -> flatten (c2 * 49)
+        -> AOLLinear dense -> blocks x SLLLinear dense -> AOLLinear 10
+    """
+    c1, c2 = channels
+    if min(c1, c2, dense, blocks) < 1:
+        raise ValueError(f"channels/dense/blocks: must be >= 1, got {channels}, {dense}, {blocks}")
+    return LipschitzNet(
+        Center(0.1307), nn.PixelUnshuffle(2), AOLConv2d(4, c1), *[SLLConv2d(c1) for _ in range(blocks)],
+        nn.PixelUnshuffle(2), AOLConv2d(4 * c1, c2), *[SLLConv2d(c2) for _ in range(blocks)],
+        nn.Flatten(), AOLLinear(c2 * 49, dense), *[SLLLinear(dense) for _ in range(blocks)],
+        AOLLinear(dense, 10))
+
+
+ARCHITECTURES = {"mnist_lip": mnist_lip, "mnist_lip_conv": mnist_lip_conv, "mnist_lip_cayley": mnist_lip_cayley,
+                 "mnist_lip_sll": mnist_lip_sll}
 
 
 def load_mnist_lip(entry: object, state: dict[str, Tensor] | None) -> LipschitzNet:
@@ -277,5 +356,5 @@ def load_mnist_lip(entry: object, state: dict[str, Tensor] | None) -> LipschitzN
     return model.eval()
 
 
-__all__ = ["AOLLinear", "AOLConv2d", "CayleyConv2d", "MaxMin", "Center", "LipschitzNet", "layer_lipschitz",
-           "mnist_lip", "mnist_lip_conv", "mnist_lip_cayley", "ARCHITECTURES", "load_mnist_lip"]
+__all__ = ["AOLLinear", "AOLConv2d", "CayleyConv2d", "SLLConv2d", "SLLLinear", "MaxMin", "Center", "LipschitzNet", "layer_lipschitz",
+           "mnist_lip", "mnist_lip_conv", "mnist_lip_cayley", "mnist_lip_sll", "ARCHITECTURES", "load_mnist_lip"]
