@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 import robustlab as rl
-from robustlab.defenses.noise_training import GaussianAugmentation, GaussianConsistency
 from robustlab.certify.lipschitz import margin_radius, pairwise_constants
 from robustlab.defenses.lipschitz_training import LipschitzMargin
+from robustlab.defenses.noise_training import GaussianAugmentation, GaussianConsistency
 from robustlab.models.lipschitz import mnist_lip_conv, mnist_lip_sll
 
 ROOT = Path(__file__).resolve().parents[1]

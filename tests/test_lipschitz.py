@@ -11,11 +11,27 @@ from torch import nn
 from torch.func import jacrev
 
 import robustlab as rl
-from robustlab.certify.lipschitz import Lipschitz, lipschitz_constant, margin_radius, pairwise_constants
+from robustlab.certify.lipschitz import (
+    Lipschitz,
+    lipschitz_constant,
+    margin_radius,
+    pairwise_constants,
+)
 from robustlab.defenses.lipschitz_training import LipschitzMargin
-from robustlab.models.lipschitz import (AOLConv2d, AOLLinear, CayleyConv2d, LipschitzNet, MaxMin, SLLConv2d,
-                                        SLLLinear, load_mnist_lip, mnist_lip, mnist_lip_cayley, mnist_lip_conv,
-                                        mnist_lip_sll)
+from robustlab.models.lipschitz import (
+    AOLConv2d,
+    AOLLinear,
+    CayleyConv2d,
+    LipschitzNet,
+    MaxMin,
+    SLLConv2d,
+    SLLLinear,
+    load_mnist_lip,
+    mnist_lip,
+    mnist_lip_cayley,
+    mnist_lip_conv,
+    mnist_lip_sll,
+)
 from robustlab.threats import LpBall
 
 torch.set_num_threads(1)

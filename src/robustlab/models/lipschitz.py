@@ -356,5 +356,20 @@ def load_mnist_lip(entry: object, state: dict[str, Tensor] | None) -> LipschitzN
     return model.eval()
 
 
-__all__ = ["AOLLinear", "AOLConv2d", "CayleyConv2d", "SLLConv2d", "SLLLinear", "MaxMin", "Center", "LipschitzNet", "layer_lipschitz",
-           "mnist_lip", "mnist_lip_conv", "mnist_lip_cayley", "mnist_lip_sll", "ARCHITECTURES", "load_mnist_lip"]
+__all__ = [
+    "ARCHITECTURES",
+    "AOLConv2d",
+    "AOLLinear",
+    "CayleyConv2d",
+    "Center",
+    "LipschitzNet",
+    "MaxMin",
+    "SLLConv2d",
+    "SLLLinear",
+    "layer_lipschitz",
+    "load_mnist_lip",
+    "mnist_lip",
+    "mnist_lip_cayley",
+    "mnist_lip_conv",
+    "mnist_lip_sll",
+]
