@@ -6,6 +6,14 @@ margin / (sqrt(2) L), margin = top logit minus the runner-up (Tsuzuku et al. 201
 
     result = Lipschitz()(model, x, y, LpBall("l2", 1.58))    # CertResult
 
+When the model also states per-pair constants (``model.pairwise_lipschitz()`` -> (K, K), K_ij
+bounding the Lipschitz constant of z_i - z_j: ||w_i - w_j|| L_body for a last linear layer W
+on an L_body-Lipschitz body; GloRo, Leino et al. 2021), the radius is the tighter
+
+    min_{j != y} (z_y - z_j) / K_yj
+
+which is never looser than margin / (sqrt(2) L) when K_yj <= sqrt(2) L.
+
 Linf and L1 balls are certified through the L2 ball containing them (radius eps * sqrt(d) for
 Linf over d input dimensions, eps for L1): sound, and loose by design.
 """
@@ -33,13 +41,46 @@ def lipschitz_constant(model: object) -> float:
     return value
 
 
+def pairwise_constants(model: object) -> Tensor | None:
+    """``model.pairwise_lipschitz()`` as a detached float64 (K, K) tensor, or None when the
+    model has none; ValueError when it is not a square, finite, non-negative matrix."""
+    fn = getattr(model, "pairwise_lipschitz", None)
+    k = fn() if callable(fn) else None
+    if k is None:
+        return None
+    k = torch.as_tensor(k).detach().double()
+    if k.ndim != 2 or k.shape[0] != k.shape[1] or not bool(torch.isfinite(k).all()) or bool((k < 0).any()):
+        raise ValueError(f"model: pairwise_lipschitz must be a finite non-negative (K, K) matrix, got shape {tuple(k.shape)}")
+    return k
+
+
+def margin_radius(logits: Tensor, y: Tensor, lip: float, pairwise: Tensor | None = None) -> Tensor:
+    """Certified L2 radius of the true class y for (N, K) logits: (z_y - max_{j != y} z_j) /
+    (sqrt(2) L), or with (K, K) pair constants min_{j != y} (z_y - z_j) / K_yj (a pair with
+    K_yj = 0 is constant: no bound when z_y > z_j, radius 0 otherwise). Float64 (N,); <= 0
+    where y is not the strict top class."""
+    z = logits.double()
+    true = z.gather(1, y[:, None])
+    if pairwise is None:
+        other = z.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+        return (true.squeeze(1) - other) / (math.sqrt(2.0) * lip)
+    diff = true - z  # (N, K): z_y - z_j
+    k = pairwise[y]  # (N, K)
+    ratio = torch.where(k > 0, diff / k.clamp_min(1e-300),
+                        torch.where(diff > 0, torch.full_like(diff, float("inf")), torch.zeros_like(diff)))
+    ratio = ratio.scatter(1, y[:, None], float("inf"))
+    return ratio.amin(dim=1)
+
+
 class Lipschitz:
     """Certifier for models with a proven L2 Lipschitz constant.
 
-    ``certified[i]``: the prediction is y[i] and margin / (sqrt(2) L) exceeds the threat's L2
+    ``certified[i]``: the prediction is y[i] and its certified radius (margin / (sqrt(2) L), or
+    the per-pair radius above when the model states pair constants) exceeds the threat's L2
     radius (Linf / L1 converted as above, with the threats' distance tolerance). ``radius``: the
     certified L2 radius where the prediction is right (0 elsewhere). ``bound``: a lower bound of
-    the worst-case true-class margin over the ball, (z_y - max_{j != y} z_j) - sqrt(2) L eps_2.
+    the worst-case true-class margin over the ball, (z_y - max_{j != y} z_j) - sqrt(2) L eps_2,
+    or min_{j != y} (z_y - z_j - K_yj eps_2) with pair constants.
     One forward pass per point.
     """
 
@@ -59,18 +100,24 @@ class Lipschitz:
         with torch.no_grad():
             logits = torch.cat([model(x[i:i + self.batch_size]) for i in range(0, x.shape[0], self.batch_size)])
         logits = logits.double()
-        true = logits.gather(1, y[:, None]).squeeze(1)
-        other = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+        pairwise = pairwise_constants(model)
         pred = logits.argmax(dim=1)
         correct = pred == y
-        radius = torch.where(correct, (true - other) / (math.sqrt(2.0) * lip), torch.zeros_like(true))
+        margin_r = margin_radius(logits, y, lip, pairwise)
+        radius = torch.where(correct, margin_r, torch.zeros_like(margin_r))
         eps = ball.radius(x).double()
         dim = x[0].numel()
         eps2 = {"l2": eps, "linf": eps * math.sqrt(dim), "l1": eps}[ball.norm]
-        bound = (true - other) - math.sqrt(2.0) * lip * eps2
+        true = logits.gather(1, y[:, None])
+        if pairwise is None:
+            other = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+            bound = (true.squeeze(1) - other) - math.sqrt(2.0) * lip * eps2
+        else:
+            worst = (true - logits) - pairwise[y] * eps2[:, None]
+            bound = worst.scatter(1, y[:, None], float("inf")).amin(dim=1)
         certified = correct & (radius > eps2 + DIST_TOL * eps2.clamp(min=1.0))
         return CertResult(certified=certified, radius=radius, prediction=pred, bound=bound,
                           forward_calls=x.shape[0], seconds=time.time() - t0, method=self.name)
 
 
-__all__ = ["Lipschitz", "lipschitz_constant"]
+__all__ = ["Lipschitz", "lipschitz_constant", "margin_radius", "pairwise_constants"]
