@@ -278,8 +278,17 @@ def mnist_lip(width: int = 512, depth: int = 3) -> LipschitzNet:
     return LipschitzNet(*layers)
 
 
+def _check_widths(channels: tuple[int, int], dense: int) -> tuple[int, int]:
+    """(c1, c2) after checking that both and ``dense`` are even and >= 2 (MaxMin halves them)."""
+    c1, c2 = channels
+    if min(c1, c2, dense) < 2 or c1 % 2 or c2 % 2 or dense % 2:
+        raise ValueError(f"channels/dense: must be even and >= 2, got {channels}, {dense}")
+    return c1, c2
+
+
 def mnist_lip_conv(channels: tuple[int, int] = (16, 32), dense: int = 256) -> LipschitzNet:
-    """A 1-Lipschitz convolutional network for MNIST (the shipped ``mnist-lip``).
+    """A 1-Lipschitz convolutional network for MNIST (``mnist-lip`` before the SLL net; the
+    ``mnist-lip-aol`` plan of ``scripts/train_certified.py``).
 
     Input (N, 1, 28, 28) in [0, 1]; output (N, 10) logits; ``lipschitz == 1``. Downsampling
     is invertible (``nn.PixelUnshuffle(2)``, a permutation of the pixels into channels), so no
@@ -289,9 +298,7 @@ def mnist_lip_conv(channels: tuple[int, int] = (16, 32), dense: int = 256) -> Li
         -> unshuffle 2 (4 c1 x 7 x 7) -> AOLConv 3x3 c2, MaxMin -> flatten (c2 * 49)
         -> AOLLinear dense, MaxMin -> AOLLinear 10
     """
-    c1, c2 = channels
-    if min(c1, c2, dense) < 2 or c1 % 2 or c2 % 2 or dense % 2:
-        raise ValueError(f"channels/dense: must be even and >= 2, got {channels}, {dense}")
+    c1, c2 = _check_widths(channels, dense)
     return LipschitzNet(
         Center(0.1307), nn.PixelUnshuffle(2),
         AOLConv2d(4, c1), MaxMin(), AOLConv2d(c1, c1), MaxMin(),
@@ -310,9 +317,7 @@ def mnist_lip_cayley(channels: tuple[int, int] = (32, 64), dense: int = 256) -> 
         -> unshuffle 2 (4 c1 x 7 x 7) -> CayleyConv c2, MaxMin -> flatten (c2 * 49)
         -> AOLLinear dense, MaxMin -> AOLLinear 10
     """
-    c1, c2 = channels
-    if min(c1, c2, dense) < 2 or c1 % 2 or c2 % 2 or dense % 2:
-        raise ValueError(f"channels/dense: must be even and >= 2, got {channels}, {dense}")
+    c1, c2 = _check_widths(channels, dense)
     return LipschitzNet(
         Center(0.1307), nn.PixelUnshuffle(2),
         CayleyConv2d(4, c1, 14), MaxMin(), CayleyConv2d(c1, c1, 14), MaxMin(),
