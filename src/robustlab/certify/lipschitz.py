@@ -54,18 +54,22 @@ def pairwise_constants(model: object) -> Tensor | None:
     return k
 
 
+def _pair_rows(pairwise: Tensor | None, y: Tensor, lip: float, z: Tensor) -> Tensor:
+    """(N, K) constants of z_y - z_j: the rows y of the pair constants, or sqrt(2) L for every
+    pair when the model states none (the uniform bound is the pair bound with all K_ij equal)."""
+    if pairwise is None:
+        return torch.full_like(z, math.sqrt(2.0) * lip)
+    return pairwise.to(z.dtype)[y]
+
+
 def margin_radius(logits: Tensor, y: Tensor, lip: float, pairwise: Tensor | None = None) -> Tensor:
     """Certified L2 radius of the true class y for (N, K) logits: (z_y - max_{j != y} z_j) /
     (sqrt(2) L), or with (K, K) pair constants min_{j != y} (z_y - z_j) / K_yj (a pair with
     K_yj = 0 is constant: no bound when z_y > z_j, radius 0 otherwise). Float64 (N,); <= 0
     where y is not the strict top class."""
     z = logits.double()
-    true = z.gather(1, y[:, None])
-    if pairwise is None:
-        other = z.scatter(1, y[:, None], float("-inf")).amax(dim=1)
-        return (true.squeeze(1) - other) / (math.sqrt(2.0) * lip)
-    diff = true - z  # (N, K): z_y - z_j
-    k = pairwise[y]  # (N, K)
+    diff = z.gather(1, y[:, None]) - z  # (N, K): z_y - z_j
+    k = _pair_rows(pairwise, y, lip, z)  # (N, K)
     ratio = torch.where(k > 0, diff / k.clamp_min(1e-300),
                         torch.where(diff > 0, torch.full_like(diff, float("inf")), torch.zeros_like(diff)))
     ratio = ratio.scatter(1, y[:, None], float("inf"))
@@ -108,13 +112,8 @@ class Lipschitz:
         eps = ball.radius(x).double()
         dim = x[0].numel()
         eps2 = {"l2": eps, "linf": eps * math.sqrt(dim), "l1": eps}[ball.norm]
-        true = logits.gather(1, y[:, None])
-        if pairwise is None:
-            other = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
-            bound = (true.squeeze(1) - other) - math.sqrt(2.0) * lip * eps2
-        else:
-            worst = (true - logits) - pairwise[y] * eps2[:, None]
-            bound = worst.scatter(1, y[:, None], float("inf")).amin(dim=1)
+        worst = (logits.gather(1, y[:, None]) - logits) - _pair_rows(pairwise, y, lip, logits) * eps2[:, None]
+        bound = worst.scatter(1, y[:, None], float("inf")).amin(dim=1)
         certified = correct & (radius > eps2 + DIST_TOL * eps2.clamp(min=1.0))
         return CertResult(certified=certified, radius=radius, prediction=pred, bound=bound,
                           forward_calls=x.shape[0], seconds=time.time() - t0, method=self.name)
