@@ -19,6 +19,7 @@ from robustlab.certify.lipschitz import (
 )
 from robustlab.defenses.lipschitz_training import LipschitzMargin
 from robustlab.models.lipschitz import (
+    ARCHITECTURES,
     AOLConv2d,
     AOLLinear,
     CayleyConv2d,
@@ -251,6 +252,11 @@ def test_zoo_loader_builds_the_named_architecture():
     assert any(isinstance(m, AOLConv2d) for m in conv) and conv.lipschitz == 1.0
     Entry.architecture = "mnist_lip"
     assert not any(isinstance(m, AOLConv2d) for m in load_mnist_lip(Entry(), None))
+    Entry.architecture = "mnist_lip_sll_wide"  # a configured builder: dense 512, three SLL blocks a stage
+    wide = load_mnist_lip(Entry(), ARCHITECTURES["mnist_lip_sll_wide"]().state_dict())
+    assert [m.weight.shape for m in wide if isinstance(m, SLLLinear)] == [(512, 512)] * 3
+    with pytest.raises(RuntimeError):  # the default SLL net's weights do not fit it
+        load_mnist_lip(Entry(), mnist_lip_sll().state_dict())
     Entry.architecture = "resnet"
     with pytest.raises(ValueError, match="entry"):
         load_mnist_lip(Entry(), None)
