@@ -16,6 +16,7 @@ benchmarks/lipschitz.py (``--card``), which run the full certification protocol.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -55,6 +56,10 @@ class Plan:
     batch_size: int
     seed: int
     stages: list[Stage] = field(default_factory=list)
+    # train the forward/backward under bfloat16 autocast (1.8x faster an epoch on this CPU for the
+    # wide SLL net); the weights stay float32 and every held-out figure, certificate and card
+    # figure is computed in float32, so the Lipschitz constant is unaffected
+    bf16: bool = False
 
 
 EPOCHS_LIP = 50
@@ -88,6 +93,8 @@ PLANS = {
     "mnist-lip-aol": Plan(mnist_lip_conv, "mnist_lip_conv", LipschitzMargin(eps=1.8, temperature=0.25), EPOCHS_LIP,
                           3e-3, 256, 0, [Stage(LipschitzMargin(eps=1.4, temperature=0.25, pairwise=True), 8, 1e-3)]),
 }
+# the same run in bfloat16 autocast: does it track the float32 run epoch for epoch at 0.57x the CPU?
+PLANS["mnist-lip-wide-long-bf16"] = dataclasses.replace(PLANS["mnist-lip-wide-long"], bf16=True)
 LIP_RADII = (0.5, 1.0, 1.58, 2.0)
 
 
@@ -145,7 +152,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: Plan, ckpt: Pa
                 for g in opt.param_groups:
                     g["lr"] = lr_at(stage.lr, epoch + i / steps, stage.epochs)
                 idx = perm[i * plan.batch_size:(i + 1) * plan.batch_size]
-                loss = stage.recipe.loss(model, x[idx], y[idx], gen, epoch + i / steps)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=plan.bf16):
+                    loss = stage.recipe.loss(model, x[idx], y[idx], gen, epoch + i / steps)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -212,6 +220,7 @@ def main() -> None:
         "dataset": "mnist (60k train / 10k test)",
         "training": {"recipe": plan.recipe.spec(), "epochs": plan.epochs, "lr": plan.lr,
                      "optimizer": "adam, x0.1 at 60% and 85%", "batch_size": plan.batch_size,
+                     "precision": "bfloat16 autocast" if plan.bf16 else "float32",
                      "seed": plan.seed,
                      "stages": [{"recipe": st.recipe.spec(), "epochs": st.epochs, "lr": st.lr,
                                  "seed": plan.seed + i + 1} for i, st in enumerate(plan.stages)]},
