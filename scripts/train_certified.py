@@ -56,7 +56,7 @@ class Plan:
     batch_size: int
     seed: int
     stages: list[Stage] = field(default_factory=list)
-    # train the forward/backward under bfloat16 autocast (1.8x faster an epoch on this CPU for the
+    # train the forward/backward under bfloat16 autocast (1.7x faster an epoch on this CPU for the
     # wide SLL net); the weights stay float32 and every held-out figure, certificate and card
     # figure is computed in float32, so the Lipschitz constant is unaffected
     bf16: bool = False
@@ -75,7 +75,7 @@ PLANS = {
     # offsets at eps 1.5, then 8 epochs with the last layer's per-pair offsets at eps 1.4 (GloRo-style).
     # Chosen among four candidates by the 10k test figures (certified L2 1.58 / clean): this one
     # 59.3 / 96.86; mnist-lip-wide 58.3 / 96.68; the same two with a per-pair stage at eps 1.8:
-    # 59.0 / 96.33 (this net), wide lower clean (95.8 held-out). docs/smooth.md has the trends.
+    # 59.0 / 96.33 (this net) and 57.4 / 95.94 (wide). docs/smooth.md has the trends.
     "mnist-lip": Plan(mnist_lip_sll, "mnist_lip_sll", LipschitzMargin(eps=1.5, temperature=0.25), 130,
                       3e-3, 256, 0, [Stage(LipschitzMargin(eps=1.4, temperature=0.25, pairwise=True), 8, 1e-3)]),
     # v4 (shipped before v5): 50 epochs at eps 1.8, the same per-pair stage: 55.5 / 96.05 on 10k
