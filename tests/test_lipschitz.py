@@ -257,6 +257,9 @@ def test_zoo_loader_builds_the_named_architecture():
     assert [m.weight.shape for m in wide if isinstance(m, SLLLinear)] == [(512, 512)] * 3
     with pytest.raises(RuntimeError):  # the default SLL net's weights do not fit it
         load_mnist_lip(Entry(), mnist_lip_sll().state_dict())
+    Entry.architecture = "mnist_lip_sll_c24"  # wider convolutions: 24 then 48 channels
+    c24 = load_mnist_lip(Entry(), ARCHITECTURES["mnist_lip_sll_c24"]().state_dict())
+    assert [m.weight.shape[0] for m in c24 if isinstance(m, SLLConv2d)] == [24, 24, 48, 48]
     Entry.architecture = "resnet"
     with pytest.raises(ValueError, match="entry"):
         load_mnist_lip(Entry(), None)

@@ -349,13 +349,15 @@ def mnist_lip_sll(channels: tuple[int, int] = (16, 32), dense: int = 256, blocks
 # every builder the zoo can name; a configured variant is a partial of its builder
 ARCHITECTURES = {"mnist_lip": mnist_lip, "mnist_lip_conv": mnist_lip_conv, "mnist_lip_cayley": mnist_lip_cayley,
                  "mnist_lip_sll": mnist_lip_sll,
-                 "mnist_lip_sll_wide": functools.partial(mnist_lip_sll, dense=512, blocks=3)}
+                 "mnist_lip_sll_wide": functools.partial(mnist_lip_sll, dense=512, blocks=3),
+                 "mnist_lip_sll_c24": functools.partial(mnist_lip_sll, channels=(24, 48))}
 
 
 def load_mnist_lip(entry: object, state: dict[str, Tensor] | None) -> LipschitzNet:
     """Zoo loader for ``mnist-lip``: the builder named by the entry's ``architecture`` (a key of
-    ``ARCHITECTURES``: ``mnist_lip_sll`` the shipped SLL net, ``mnist_lip_sll_wide`` its wider
-    variant, ``mnist_lip_conv`` the AOL conv net, ``mnist_lip`` the MLP) plus its weights."""
+    ``ARCHITECTURES``: ``mnist_lip_sll`` the shipped SLL net, ``mnist_lip_sll_wide`` its variant
+    with a wider dense part, ``mnist_lip_sll_c24`` its variant with wider convolutions (24 / 48),
+    ``mnist_lip_conv`` the AOL conv net, ``mnist_lip`` the MLP) plus its weights."""
     arch = getattr(entry, "architecture", "mnist_lip")
     if arch not in ARCHITECTURES:
         raise ValueError(f"entry: unknown Lipschitz architecture {arch!r} (known: {sorted(ARCHITECTURES)})")
