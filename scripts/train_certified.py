@@ -104,6 +104,8 @@ PLANS["mnist-lip-c24-bf16"] = dataclasses.replace(PLANS["mnist-lip"], build=ARCH
 # the wide net's did to 1-2%, so capacity is not what v5 lacks; every run's loss was still falling
 # when the learning rate decayed, so the schedule is. v5's net and offsets, 200 epochs, bfloat16:
 PLANS["mnist-lip-200-bf16"] = dataclasses.replace(PLANS["mnist-lip"], epochs=200, bf16=True)
+# the same with seed 1: a second candidate, and the seed-to-seed spread the others are judged against
+PLANS["mnist-lip-200-bf16-s1"] = dataclasses.replace(PLANS["mnist-lip-200-bf16"], seed=1)
 LIP_RADII = (0.5, 1.0, 1.58, 2.0)
 
 
