@@ -108,7 +108,7 @@ PLANS["mnist-lip-wide-long-bf16"] = dataclasses.replace(PLANS["mnist-lip-wide-lo
 # when the learning rate decayed, so the schedule is: hence v6's 200 epochs
 PLANS["mnist-lip-c24-bf16"] = dataclasses.replace(PLANS["mnist-lip-v5"], build=ARCHITECTURES["mnist_lip_sll_c24"],
                                                   architecture="mnist_lip_sll_c24", bf16=True)
-# v6 with seed 1: the seed-to-seed spread of the shipped recipe
+# v6 with seed 1, the seed-to-seed spread of the shipped recipe: 59.98 / 97.27 on 10k (v6 60.30 / 97.15)
 PLANS["mnist-lip-s1"] = dataclasses.replace(PLANS["mnist-lip"], seed=1)
 LIP_RADII = (0.5, 1.0, 1.58, 2.0)
 
